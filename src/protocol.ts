@@ -1,0 +1,248 @@
+/**
+ * The host/helper protocol: everything that crosses the boundary between the
+ * host (src/) and the helper VM (helper/). Both sides import this module and
+ * nothing else is shared between them.
+ *
+ *  host → helper  HelperParams, as JSON in a 0600 file handed to qemu with
+ *                 `-fw_cfg name=<FWCFG_PARAMS>,file=…`; the guest reads it from
+ *                 /sys/firmware/qemu_fw_cfg/by_name/<FWCFG_PARAMS>/raw.
+ *                 Instance disks are virtio disks whose serial is diskSerial(i);
+ *                 the read-only tools disk has serial TOOLS_DISK_SERIAL.
+ *  helper → host  ttyS0: console (free text, copied into the Ganeti OS log).
+ *                 ttyS1: result. First line exactly RESULT_SUCCESS, or
+ *                        "ERROR: <one line>".
+ *                 ttyS2: monitor. One MonitorEvent a line (encodeMonitor), at
+ *                        most MONITOR_MAX_LINES lines of MONITOR_MAX_LINE_BYTES.
+ *
+ * Bump PROTOCOL_VERSION whenever anything here changes shape; the helper
+ * image records the version it speaks (HelperManifest) and the host refuses a
+ * mismatch.
+ */
+import * as v from "valibot";
+
+export const PROTOCOL_VERSION = 1;
+
+/** fw_cfg item that carries the parameters (opt/ prefix is required by qemu). */
+export const FWCFG_PARAMS = "opt/snf-image/params";
+/** Upper bound on the parameter document (personality files included). */
+export const PARAMS_MAX_BYTES = 8 * 1024 * 1024;
+
+export const TOOLS_DISK_SERIAL = "snf-tools";
+export const diskSerial = (index: number): string => `snf-disk${index}`;
+
+export const RESULT_SUCCESS = "SUCCESS";
+export const MONITOR_MAX_LINES = 100;
+export const MONITOR_MAX_LINE_BYTES = 512;
+
+// ---------------------------------------------------------------------------
+// host → helper
+
+export const PersonalityFileSchema = v.object({
+  /** Absolute path inside the image. */
+  path: v.pipe(v.string(), v.startsWith("/"), v.maxLength(4096)),
+  /** base64 file contents. */
+  contents: v.string(),
+  owner: v.optional(v.string(), "root"),
+  group: v.optional(v.string(), "root"),
+  /** Numeric mode (decimal int as in the original, e.g. 288 = 0440). */
+  mode: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(0o7777)), 0o440),
+});
+export type PersonalityFile = v.InferOutput<typeof PersonalityFileSchema>;
+
+export const NicSchema = v.object({
+  index: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  mac: v.pipe(v.string(), v.regex(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i)),
+  ip: v.optional(v.string()),
+  mode: v.optional(v.string()),
+  link: v.optional(v.string()),
+  name: v.optional(v.string()),
+  frontendType: v.optional(v.string()),
+  network: v.optional(
+    v.object({
+      name: v.optional(v.string()),
+      subnet: v.optional(v.string()),
+      gateway: v.optional(v.string()),
+      subnet6: v.optional(v.string()),
+      gateway6: v.optional(v.string()),
+      tags: v.optional(v.array(v.string()), []),
+    }),
+  ),
+});
+export type Nic = v.InferOutput<typeof NicSchema>;
+
+export const HelperDiskSchema = v.object({
+  index: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  serial: v.string(),
+  sizeBytes: v.optional(v.number()),
+});
+
+export const HelperParamsSchema = v.object({
+  protocol: v.literal(PROTOCOL_VERSION),
+  /** create: full task run; rename: AssignHostname only. */
+  mode: v.picklist(["create", "rename"]),
+  hostname: v.pipe(v.string(), v.minLength(1), v.maxLength(255)),
+  imgFormat: v.picklist(["diskdump", "extdump", "ntfsdump"]),
+  password: v.optional(v.string()),
+  passwordHash: v.optional(v.string()),
+  /** Upper-cased keys; host-set < img_properties < inst_properties already applied. */
+  properties: v.record(v.string(), v.string()),
+  personality: v.optional(v.array(PersonalityFileSchema), []),
+  authKeys: v.optional(v.string()),
+  /** base64 user-data for cloud-init NoCloud. */
+  cloudUserdata: v.optional(v.string()),
+  osProductKey: v.optional(v.string()),
+  nics: v.optional(v.array(NicSchema), []),
+  dhcpTags: v.optional(v.array(v.string()), []),
+  statefulDhcpv6Tags: v.optional(v.array(v.string()), []),
+  statelessDhcpv6Tags: v.optional(v.array(v.string()), []),
+  defaultNicConfig: v.optional(v.string(), "dhcp"),
+  disks: v.pipe(v.array(HelperDiskSchema), v.minLength(1)),
+  debug: v.optional(v.boolean(), false),
+  cloudInitDebug: v.optional(v.boolean(), false),
+  /** Seconds since the epoch on the host, for timestamps the guest writes. */
+  now: v.optional(v.number()),
+});
+export type HelperParams = v.InferOutput<typeof HelperParamsSchema>;
+export type HelperParamsInput = v.InferInput<typeof HelperParamsSchema>;
+
+export function encodeParams(p: HelperParamsInput): string {
+  const parsed = v.parse(HelperParamsSchema, p);
+  return JSON.stringify(parsed);
+}
+
+export function decodeParams(text: string): HelperParams {
+  if (text.length > PARAMS_MAX_BYTES) throw new Error("parameter document too large");
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new Error("parameter document is not JSON");
+  }
+  const r = v.safeParse(HelperParamsSchema, json);
+  if (!r.success) throw new Error(`bad parameter document: ${summarizeIssues(r.issues)}`);
+  return r.output;
+}
+
+// ---------------------------------------------------------------------------
+// helper → host: monitor channel
+
+export const MONITOR_KINDS = ["TASK_START", "TASK_END", "TASK_SKIP", "INFO", "WARNING", "ERROR"] as const;
+export type MonitorKind = (typeof MONITOR_KINDS)[number];
+
+export type MonitorEvent =
+  | { kind: "TASK_START"; task: string }
+  | { kind: "TASK_END"; task: string; ms: number }
+  | { kind: "TASK_SKIP"; task: string; reason: string }
+  | { kind: "INFO" | "WARNING" | "ERROR"; text: string };
+
+const TASK_NAME = /^[A-Za-z][A-Za-z0-9]{0,63}$/;
+
+/** One line, no newline, truncated to MONITOR_MAX_LINE_BYTES. */
+export function encodeMonitor(e: MonitorEvent): string {
+  let line: string;
+  switch (e.kind) {
+    case "TASK_START":
+      line = `TASK_START:${e.task}`;
+      break;
+    case "TASK_END":
+      line = `TASK_END:${e.task}:${Math.max(0, Math.round(e.ms))}`;
+      break;
+    case "TASK_SKIP":
+      line = `TASK_SKIP:${e.task}:${oneLine(e.reason)}`;
+      break;
+    default:
+      line = `${e.kind}:${oneLine(e.text)}`;
+  }
+  return truncateBytes(line, MONITOR_MAX_LINE_BYTES);
+}
+
+/** Parse one monitor line; throws on anything outside the fixed vocabulary. */
+export function decodeMonitor(raw: string): MonitorEvent {
+  const line = raw.replace(/\r$/, "");
+  if (Buffer.byteLength(line) > MONITOR_MAX_LINE_BYTES) throw new Error("monitor line too long");
+  const colon = line.indexOf(":");
+  if (colon < 0) throw new Error("monitor line without a kind");
+  const kind = line.slice(0, colon);
+  const rest = line.slice(colon + 1);
+  switch (kind) {
+    case "TASK_START":
+      if (!TASK_NAME.test(rest)) throw new Error("bad task name");
+      return { kind, task: rest };
+    case "TASK_END": {
+      const m = /^([A-Za-z][A-Za-z0-9]{0,63}):(\d{1,9})$/.exec(rest);
+      if (!m) throw new Error("bad TASK_END");
+      return { kind, task: m[1]!, ms: Number(m[2]) };
+    }
+    case "TASK_SKIP": {
+      const c = rest.indexOf(":");
+      const task = c < 0 ? rest : rest.slice(0, c);
+      if (!TASK_NAME.test(task)) throw new Error("bad task name");
+      return { kind, task, reason: c < 0 ? "" : rest.slice(c + 1) };
+    }
+    case "INFO":
+    case "WARNING":
+    case "ERROR":
+      return { kind, text: rest };
+    default:
+      throw new Error(`unknown monitor kind ${JSON.stringify(kind.slice(0, 20))}`);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// helper → host: result channel
+
+export type HelperResult = { ok: true } | { ok: false; error: string };
+
+export function encodeResult(r: HelperResult): string {
+  return r.ok ? `${RESULT_SUCCESS}\n` : `ERROR: ${truncateBytes(oneLine(r.error), 400)}\n`;
+}
+
+/** Judge the result channel: success only if the first line is exactly SUCCESS. */
+export function decodeResult(text: string): HelperResult | null {
+  const first = text.split("\n", 1)[0]?.replace(/\r$/, "") ?? "";
+  if (first === RESULT_SUCCESS) return { ok: true };
+  if (first.trim() === "") return null;
+  const msg = first.startsWith("ERROR:") ? first.slice(6).trim() : first.trim();
+  return { ok: false, error: truncateBytes(sanitize(msg), 400) };
+}
+
+// ---------------------------------------------------------------------------
+// The helper image manifest (HELPER_DIR/manifest.json)
+
+export const HelperManifestSchema = v.object({
+  protocol: v.number(),
+  version: v.string(),
+  kernel: v.string(),
+  built: v.string(),
+  files: v.object({ kernel: v.string(), initrd: v.string(), tools: v.string() }),
+});
+export type HelperManifest = v.InferOutput<typeof HelperManifestSchema>;
+
+// ---------------------------------------------------------------------------
+// small shared text helpers (pure)
+
+export function oneLine(s: string): string {
+  return sanitize(s).replace(/\s*[\r\n]+\s*/g, " | ").trim();
+}
+
+/** Strip control characters other than newline/tab. */
+export function sanitize(s: string): string {
+  // eslint-disable-next-line no-control-regex
+  return s.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, "");
+}
+
+export function truncateBytes(s: string, max: number): string {
+  if (Buffer.byteLength(s) <= max) return s;
+  let out = s;
+  while (Buffer.byteLength(out) > max - 3) out = out.slice(0, Math.max(0, out.length - Math.ceil((Buffer.byteLength(out) - max) / 2) - 1));
+  return `${out}...`;
+}
+
+export function summarizeIssues(issues: ReadonlyArray<{ message: string; path?: ReadonlyArray<{ key: unknown }> }>): string {
+  return issues
+    .map((i) => {
+      const p = i.path?.map((x) => String(x.key)).join(".");
+      return p ? `${p}: ${i.message}` : i.message;
+    })
+    .join("; ");
+}
