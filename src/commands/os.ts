@@ -1,0 +1,93 @@
+/**
+ * The Ganeti OS API scripts (create, import, export, rename, verify). The
+ * files in the OS definition directory are two-line wrappers that call
+ * `snf-image os <script>`; this module parses the environment and hands over
+ * to the library functions.
+ */
+import { defineCommand } from "citty";
+import { loadConfig } from "../config.ts";
+import { deploy, renameGuest } from "../deploy.ts";
+import { parseGanetiEnv, type Script } from "../ganeti/env.ts";
+import { log, setDebug } from "../log.ts";
+import { openMonitor } from "../monitor.ts";
+import { checkParams, mergeParams } from "../params.ts";
+import { exportDisk, importDisk } from "../transfer.ts";
+import { runScript } from "./run.ts";
+
+async function create(signal: AbortSignal): Promise<void> {
+  const env = parseGanetiEnv("create");
+  const config = loadConfig();
+  setDebug(config.IMAGE_DEBUG || env.debugLevel > 0);
+  for (const w of config.warnings) log.warn(w);
+  const monitor = openMonitor({ program: config.PROGRESS_MONITOR, instance: env.instance!.name });
+  const t0 = performance.now();
+  try {
+    log.info(`${env.instance!.reinstall ? "reinstalling" : "creating"} ${env.instance!.name} (${env.instance!.os ?? env.osName})`);
+    const r = await deploy(env, config, monitor, signal);
+    log.success(
+      `${env.instance!.name} deployed in ${((performance.now() - t0) / 1000).toFixed(1)} s (copy ${(r.copyMs / 1000).toFixed(1)} s, helper ${(r.helperMs / 1000).toFixed(1)} s under ${r.accel})`,
+    );
+  } catch (e) {
+    monitor.send({ type: "image-error", messages: [e instanceof Error ? e.message : String(e)] });
+    throw e;
+  } finally {
+    await monitor.close();
+  }
+}
+
+async function rename(signal: AbortSignal): Promise<void> {
+  const env = parseGanetiEnv("rename");
+  const config = loadConfig();
+  setDebug(config.IMAGE_DEBUG || env.debugLevel > 0);
+  const monitor = openMonitor({ program: config.PROGRESS_MONITOR, instance: env.instance!.name });
+  try {
+    await renameGuest(env, config, monitor, signal);
+  } finally {
+    await monitor.close();
+  }
+}
+
+async function verify(args: string[]): Promise<void> {
+  const checks = args.length ? args : ["parameters"];
+  for (const c of checks) if (c !== "parameters") throw new Error(`unknown check ${JSON.stringify(c)}: only "parameters" exists`);
+  const env = parseGanetiEnv("verify");
+  const config = loadConfig();
+  const { problems } = checkParams(mergeParams(config, env.osp), { forVerify: true });
+  if (problems.length) {
+    for (const p of problems) process.stderr.write(`${p}\n`);
+    throw new VerifyFailed(problems.length);
+  }
+}
+
+export class VerifyFailed extends Error {
+  constructor(n: number) {
+    super(`${n} invalid OS parameter${n === 1 ? "" : "s"}`);
+  }
+}
+
+const USAGE: Record<Script, string> = {
+  create: "create: deploy img_id onto DISK_0_PATH and customize it (Ganeti OS API 20; reads the environment)",
+  import: "import: read a disk dump from stdin onto IMPORT_DISK_PATH",
+  export: "export: write EXPORT_DISK_PATH to stdout (size to EXP_SIZE_FD)",
+  rename: "rename: change the guest's hostname from OLD_INSTANCE_NAME to INSTANCE_NAME",
+  verify: "verify parameters: check the OS parameters (OSP_*)",
+};
+
+function scriptCommand(name: Script, run: (signal: AbortSignal, args: string[]) => Promise<void>) {
+  return defineCommand({
+    meta: { name, description: USAGE[name] },
+    args: { rest: { type: "positional", required: false, description: name === "verify" ? "checks (parameters)" : "none" } },
+    run: ({ rawArgs }) => runScript(name, (signal) => run(signal, rawArgs.filter((a) => !a.startsWith("-")))),
+  });
+}
+
+export const osCommand = defineCommand({
+  meta: { name: "os", description: "Ganeti OS API entry points (called by the scripts in the OS definition directory)" },
+  subCommands: {
+    create: scriptCommand("create", (s) => create(s)),
+    import: scriptCommand("import", (s) => importDisk(parseGanetiEnv("import"), s)),
+    export: scriptCommand("export", (s) => exportDisk(parseGanetiEnv("export"), s)),
+    rename: scriptCommand("rename", (s) => rename(s)),
+    verify: scriptCommand("verify", (_s, a) => verify(a)),
+  },
+});

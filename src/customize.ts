@@ -1,0 +1,153 @@
+/**
+ * Runs the helper VM over an instance's disks: builds the parameter document,
+ * hands it to the VM launcher (src/vm/qemu.ts, the only code that touches
+ * qemu), relays console and progress into the log and the monitor, and turns
+ * the outcome into success or one SnfError line.
+ */
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Config } from "./config.ts";
+import { onCleanup } from "./cleanup.ts";
+import { SnfError } from "./errors.ts";
+import type { GanetiEnv } from "./ganeti/env.ts";
+import { loadHelperImage } from "./helper-image/load.ts";
+import { log } from "./log.ts";
+import type { Monitor } from "./monitor.ts";
+import type { DeployParams } from "./params.ts";
+import { diskSerial, encodeParams, type HelperParamsInput, type Nic } from "./protocol.ts";
+import { detectAccel } from "./vm/accel.ts";
+import { runHelperVm } from "./vm/qemu.ts";
+
+export type HelperImage = ReturnType<typeof loadHelperImage>;
+
+/** Image properties: host-set < img_properties < inst_properties (keys upper-case). */
+export function mergeProperties(hostSet: Record<string, string>, params: Pick<DeployParams, "imgProperties" | "instProperties">): Record<string, string> {
+  return { ...hostSet, ...params.imgProperties, ...params.instProperties };
+}
+
+export function nicsForHelper(env: GanetiEnv): Nic[] {
+  return env.nics.map((n) => ({
+    index: n.index,
+    mac: n.mac,
+    ip: n.ip,
+    mode: n.mode,
+    link: n.link,
+    name: n.name,
+    frontendType: n.frontendType,
+    network: n.network
+      ? {
+          name: n.network.name,
+          subnet: n.network.subnet,
+          gateway: n.network.gateway,
+          subnet6: n.network.subnet6,
+          gateway6: n.network.gateway6,
+          tags: n.network.tags,
+        }
+      : undefined,
+  }));
+}
+
+export function helperParams(o: {
+  mode: "create" | "rename";
+  env: GanetiEnv;
+  config: Config;
+  params?: DeployParams;
+  hostProperties?: Record<string, string>;
+}): HelperParamsInput {
+  const { env, config, params } = o;
+  return {
+    protocol: 1,
+    mode: o.mode,
+    hostname: env.instance!.name,
+    imgFormat: params?.imgFormat ?? "diskdump",
+    password: params?.password,
+    passwordHash: params?.passwordHash,
+    properties: params ? mergeProperties(o.hostProperties ?? {}, params) : { ...(o.hostProperties ?? {}) },
+    personality: params?.personality ?? [],
+    authKeys: params?.authKeys,
+    cloudUserdata: params?.cloudUserdata,
+    osProductKey: params?.osProductKey,
+    nics: nicsForHelper(env),
+    dhcpTags: config.DHCP_TAGS,
+    statefulDhcpv6Tags: config.STATEFUL_DHCPV6_TAGS,
+    statelessDhcpv6Tags: config.STATELESS_DHCPV6_TAGS,
+    defaultNicConfig: config.DEFAULT_NIC_CONFIG,
+    disks: env.disks.filter((d) => d.path).map((d) => ({ index: d.index, serial: diskSerial(d.index) })),
+    debug: config.HELPER_DEBUG,
+    cloudInitDebug: config.CLOUD_INIT_DEBUG,
+    now: Math.floor(Date.now() / 1000),
+  };
+}
+
+/** Private 0700 directory for this run; removed by the cleanup stack. */
+export function privateTempDir(prefix: string): string {
+  const dir = mkdtempSync(join(process.env.SNF_IMAGE_TMPDIR ?? tmpdir(), prefix));
+  chmodSync(dir, 0o700);
+  onCleanup(`remove ${dir}`, () => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export interface CustomizeOutcome {
+  durationMs: number;
+  tasks: { task: string; ms: number }[];
+  accel: string;
+}
+
+/** Boot the helper VM over the instance's disks and judge its result. */
+export async function runCustomization(o: {
+  image: HelperImage;
+  env: GanetiEnv;
+  config: Config;
+  doc: HelperParamsInput;
+  monitor: Monitor;
+  signal?: AbortSignal;
+}): Promise<CustomizeOutcome> {
+  const { config } = o;
+  const dir = privateTempDir("snf-image-");
+  const paramsFile = join(dir, "params.json");
+  // 0600 from the first byte: the document may carry a password.
+  writeFileSync(paramsFile, encodeParams(o.doc), { mode: 0o600 });
+
+  const accel = detectAccel(config.HELPER_ACCEL);
+  log.info(`helper VM: ${accel.accel} (${accel.reason}), ${config.HELPER_MEMORY} MiB, timeouts ${config.HELPER_SOFT_TIMEOUT}+${config.HELPER_HARD_TIMEOUT} s`);
+  const tasks: { task: string; ms: number }[] = [];
+  const outcome = await runHelperVm({
+    image: o.image,
+    disks: o.env.disks.filter((d) => d.path).map((d) => ({ path: d.path!, serial: diskSerial(d.index) })),
+    paramsFile,
+    accel: accel.accel,
+    memoryMiB: config.HELPER_MEMORY,
+    user: config.HELPER_USER,
+    softTimeoutSec: config.HELPER_SOFT_TIMEOUT,
+    hardTimeoutSec: config.HELPER_HARD_TIMEOUT,
+    debug: config.HELPER_DEBUG,
+    signal: o.signal,
+    onConsoleLine: (line) => process.stderr.write(`HELPER: ${line}\n`),
+    onMonitorEvent: (e) => {
+      o.monitor.helperEvent(e);
+      if (e.kind === "TASK_END") tasks.push({ task: e.task, ms: e.ms });
+      if (e.kind === "TASK_START") log.info(`helper: task ${e.task} started`);
+      else if (e.kind === "TASK_END") log.info(`helper: task ${e.task} done in ${(e.ms / 1000).toFixed(2)} s`);
+      else if (e.kind === "TASK_SKIP") log.info(`helper: task ${e.task} skipped${e.reason ? ` (${e.reason})` : ""}`);
+      else if (e.kind === "WARNING") log.warn(`helper: ${e.text}`);
+      else if (e.kind === "ERROR") log.error(`helper: ${e.text}`);
+      else log.info(`helper: ${e.text}`);
+    },
+  });
+  rmSync(paramsFile, { force: true });
+  if (outcome.monitorError) log.warn(`helper monitor channel closed: ${outcome.monitorError}`);
+  const secs = (outcome.durationMs / 1000).toFixed(1);
+  if (outcome.aborted) throw new SnfError("deployment cancelled: the helper VM was stopped");
+  if (outcome.timedOut === "soft")
+    throw new SnfError(`helper VM did not finish within HELPER_SOFT_TIMEOUT=${config.HELPER_SOFT_TIMEOUT} s and was stopped with SIGTERM`);
+  if (outcome.timedOut === "hard")
+    throw new SnfError(`helper VM ignored SIGTERM for HELPER_HARD_TIMEOUT=${config.HELPER_HARD_TIMEOUT} s after HELPER_SOFT_TIMEOUT=${config.HELPER_SOFT_TIMEOUT} s and was killed with SIGKILL`);
+  if (outcome.result && !outcome.result.ok) throw new SnfError(`image customization failed: ${outcome.result.error}`);
+  if (!outcome.result) {
+    const how = outcome.signal ? `was killed by ${outcome.signal}` : outcome.exitCode === 0 ? "powered off" : `exited with code ${outcome.exitCode}`;
+    throw new SnfError(`helper VM ${how} after ${secs} s without reporting a result (see the HELPER: lines above)`);
+  }
+  if (outcome.exitCode !== 0) log.warn(`qemu exited with code ${outcome.exitCode} after reporting SUCCESS`);
+  return { durationMs: outcome.durationMs, tasks, accel: accel.accel };
+}

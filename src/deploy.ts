@@ -1,0 +1,92 @@
+/**
+ * `create`: one deployment from the Ganeti environment to SUCCESS.
+ *
+ *   Ganeti env → config + OS parameters → helper image check → image source →
+ *   disk writer → helper VM (tasks) → result
+ *
+ * Everything that can be checked before the disk is touched is checked first.
+ */
+import type { Config } from "./config.ts";
+import { runCustomization, helperParams } from "./customize.ts";
+import { openTarget } from "./disk/target.ts";
+import { writeImage } from "./disk/writer.ts";
+import { SnfError } from "./errors.ts";
+import type { GanetiEnv } from "./ganeti/env.ts";
+import { loadHelperImage } from "./helper-image/load.ts";
+import { openImageStream } from "./image/open.ts";
+import { resolveImageSource } from "./image/source.ts";
+import { log } from "./log.ts";
+import type { Monitor } from "./monitor.ts";
+import { resolveParams } from "./params.ts";
+import { requireQemu } from "./vm/qemu.ts";
+
+export interface DeployReport {
+  copyMs: number;
+  bytes: number;
+  zeroBytes: number;
+  helperMs: number;
+  tasks: { task: string; ms: number }[];
+  accel: string;
+}
+
+const HOST_PROPERTIES: Record<string, Record<string, string>> = {
+  diskdump: {},
+  extdump: { OSFAMILY: "linux", ROOT_PARTITION: "1" },
+  ntfsdump: { OSFAMILY: "windows", ROOT_PARTITION: "1" },
+};
+
+export async function deploy(env: GanetiEnv, config: Config, monitor: Monitor, signal?: AbortSignal): Promise<DeployReport> {
+  const { params, notes } = await resolveParams(config, env.osp, signal);
+  for (const n of notes) log.warn(n);
+
+  // Fail before touching the disk: helper, qemu, target, source.
+  const image = loadHelperImage(config.HELPER_DIR);
+  requireQemu(config.QEMU);
+  const diskPath = env.disks[0]!.path!;
+  const target = await openTarget(diskPath);
+  const source = await resolveImageSource(params.imgId, { imageDir: config.IMAGE_DIR, format: params.imgFormat, maxRedirects: config.HTTP_MAX_REDIRECTS });
+  log.info(`image ${source.display} (${params.imgFormat}${source.size !== null ? `, ${source.size} bytes` : ""}) → ${diskPath} (${target.kind}, ${target.size} bytes)`);
+
+  let copyMs = 0;
+  let bytes = 0;
+  let zeroBytes = 0;
+  if (source.kind === "null") {
+    log.info("img_id is null: customizing what is already on the disk");
+  } else {
+    const opened = await openImageStream(source, { format: params.imgFormat, diskBytes: target.size, signal });
+    if (opened.compression) log.info(`image is ${opened.compression}-compressed: decompressing on the fly`);
+    monitor.info("Starting image copy...");
+    const total = opened.expectedSize !== null ? opened.expectedSize + (opened.prefix?.length ?? 0) : target.size;
+    const r = await writeImage(opened.stream, diskPath, {
+      prefix: opened.prefix,
+      expectedSize: opened.expectedSize,
+      signal,
+      onProgress: (pos) => monitor.copyProgress(pos, total),
+    });
+    monitor.copyProgress(r.bytes, total, true);
+    monitor.info("Image copy finished.");
+    copyMs = r.ms;
+    bytes = r.bytes;
+    zeroBytes = r.zeroBytes;
+    log.info(`copied ${r.bytes} bytes in ${(r.ms / 1000).toFixed(2)} s (${r.zeroBytes} bytes zeroed without writing)`);
+  }
+
+  const doc = helperParams({ mode: "create", env, config, params, hostProperties: HOST_PROPERTIES[params.imgFormat] });
+  const c = await runCustomization({ image, env, config, doc, monitor, signal });
+  monitor.info("Image customization finished successfully.");
+  return { copyMs, bytes, zeroBytes, helperMs: c.durationMs, tasks: c.tasks, accel: c.accel };
+}
+
+/** `rename`: run the helper with AssignHostname only, so the guest follows the new name. */
+export async function renameGuest(env: GanetiEnv, config: Config, monitor: Monitor, signal?: AbortSignal): Promise<void> {
+  const image = loadHelperImage(config.HELPER_DIR);
+  requireQemu(config.QEMU);
+  await openTarget(env.disks[0]!.path!);
+  const doc = helperParams({ mode: "rename", env, config });
+  await runCustomization({ image, env, config, doc, monitor, signal });
+  log.info(`guest hostname changed from ${env.instance!.oldName} to ${env.instance!.name}`);
+}
+
+export function assertNever(x: never): never {
+  throw new SnfError(`unexpected ${String(x)}`);
+}
