@@ -1,0 +1,19 @@
+#!/bin/sh
+# snf-image helper VM, shim 2: /init2 on the read-only tools disk (PID 1
+# after switch_root). Runs the helper executable as a child so that a crash
+# of the helper is still reported, then always syncs and powers off.
+# The host judges only the FIRST line of ttyS1, so if the helper already wrote
+# its own ERROR line, the line written here is ignored.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TMPDIR=/tmp
+HELPER=/usr/lib/snf-image-helper/snf-image-helper
+
+# fw_cfg carries the parameters; virtio-rng feeds the guest's entropy pool
+modprobe qemu_fw_cfg 2>/dev/null || echo "snf-image shim: cannot load qemu_fw_cfg" >/dev/console
+modprobe virtio_rng 2>/dev/null
+
+"$HELPER" </dev/null
+rc=$?
+# exit 0 without a result line is judged by the host (no result = failure)
+[ "$rc" -eq 0 ] || echo "ERROR: helper exited with code $rc" >/dev/ttyS1
+sync
+poweroff -f

@@ -1,0 +1,65 @@
+/**
+ * e2fsprogs wrapper: state check (dumpe2fs -h), forced preen (e2fsck -p -f)
+ * and grow (resize2fs). Works on partitions and on plain image files.
+ */
+import type { Run } from "./partition.ts";
+
+export interface E2fsHeader {
+  state: string;
+  features: string[];
+  blockCount: number;
+  blockSize: number;
+}
+
+export function parseDumpe2fsHeader(text: string): E2fsHeader {
+  const field = (name: string): string | undefined => {
+    const m = new RegExp(`^${name}:\\s*(.*)$`, "m").exec(text);
+    return m?.[1]?.trim();
+  };
+  const state = field("Filesystem state");
+  if (state === undefined) throw new Error("dumpe2fs printed no filesystem state");
+  return {
+    state,
+    features: (field("Filesystem features") ?? "").split(/\s+/).filter(Boolean),
+    blockCount: Number(field("Block count") ?? 0),
+    blockSize: Number(field("Block size") ?? 0),
+  };
+}
+
+export async function readHeader(run: Run, dev: string): Promise<E2fsHeader> {
+  const r = await run(["dumpe2fs", "-h", dev], { allowFail: true });
+  if (r.exitCode !== 0) throw new Error(`dumpe2fs cannot read ${dev}: ${lastLine(r.stderr)}`);
+  return parseDumpe2fsHeader(r.stdout);
+}
+
+/**
+ * Refuse a filesystem that is not safe to touch offline: a journal that needs
+ * recovery (a snapshot of a mounted filesystem) or a state other than clean.
+ * `what` names it in the message, e.g. "ext4 on vda1".
+ */
+export function assertClean(h: E2fsHeader, what: string): void {
+  if (h.features.includes("needs_recovery")) {
+    throw new Error(`${what} has a dirty journal (needs_recovery): the image was taken from a mounted filesystem; unmount it cleanly (or replay the journal with e2fsck) before uploading`);
+  }
+  if (h.state !== "clean") {
+    throw new Error(`${what} is not clean (state: ${h.state}); run e2fsck on the image before uploading it`);
+  }
+}
+
+/** e2fsck -p -f; exit 0/1 (nothing or fixed) is fine, anything else is an error. */
+export async function preen(run: Run, dev: string, what: string): Promise<{ fixed: boolean }> {
+  const r = await run(["e2fsck", "-p", "-f", dev], { allowFail: true });
+  if (r.exitCode === 0) return { fixed: false };
+  if (r.exitCode === 1) return { fixed: true };
+  throw new Error(`e2fsck found errors it cannot fix on ${what} (exit ${r.exitCode}): ${lastLine(r.stdout + "\n" + r.stderr)}`);
+}
+
+/** Grow to the size of the device/partition. */
+export async function grow(run: Run, dev: string, what: string): Promise<void> {
+  const r = await run(["resize2fs", dev], { allowFail: true });
+  if (r.exitCode !== 0) throw new Error(`resize2fs failed on ${what}: ${lastLine(r.stderr || r.stdout)}`);
+}
+
+function lastLine(s: string): string {
+  return s.trim().split("\n").pop()?.trim() ?? "";
+}

@@ -1,0 +1,137 @@
+/**
+ * The helper executable (runs inside the helper VM as root, started by the
+ * init2 shim). Reads the parameters from fw_cfg, finds the instance disk by
+ * its serial, settles OSFAMILY/ROOT_PARTITION, runs the task table and writes
+ * exactly one result line: SUCCESS or "ERROR: <task>: <cause>". It never
+ * throws: every failure becomes an ERROR result, and it always exits 0 (the
+ * shim powers the VM off).
+ *
+ * Environment overrides, for tests only:
+ *   SNF_HELPER_PARAMS   params file (default: fw_cfg)
+ *   SNF_HELPER_RESULT / SNF_HELPER_MONITOR   channel paths (default ttyS1/ttyS2)
+ *   SNF_HELPER_DISK     the target disk node (default: found by serial)
+ *   SNF_HELPER_ROOT     image mount point (default /mnt/image)
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { decodeParams, diskSerial, FWCFG_PARAMS, PARAMS_MAX_BYTES, type HelperParams, type HelperResult } from "../src/protocol.ts";
+import { openChannels, type Channels } from "./channels.ts";
+import { findDiskBySerial, readDisk } from "./disk.ts";
+import { run, HELPER_PATH } from "./lib/exec.ts";
+import { imageMounts } from "./lib/mount.ts";
+import { makeProps } from "./props.ts";
+import { mountProbe, resolveRoot } from "./os/detect.ts";
+import { errorText, runTasks } from "./runner.ts";
+import { TASKS } from "./tasks/index.ts";
+import type { Task, TaskContext } from "./task.ts";
+
+const FWCFG_DIR = "/sys/firmware/qemu_fw_cfg";
+
+async function readParamsText(env: Record<string, string | undefined>): Promise<string> {
+  const file = env.SNF_HELPER_PARAMS || `${FWCFG_DIR}/by_name/${FWCFG_PARAMS}/raw`;
+  if (!env.SNF_HELPER_PARAMS && !fs.existsSync(FWCFG_DIR)) await run(["modprobe", "qemu_fw_cfg"], { allowFail: true });
+  for (let i = 0; i < 50 && !fs.existsSync(file); i++) await Bun.sleep(20);
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch {
+    throw new Error(`no parameter document at ${file}`);
+  }
+  if (st.size > PARAMS_MAX_BYTES) throw new Error("parameter document too large");
+  return fs.readFileSync(file, "utf8");
+}
+
+async function syncDisks(): Promise<void> {
+  await run(["sync"], { allowFail: true });
+}
+
+/** Stage label for failures outside tasks. */
+async function step<T>(label: string, f: () => Promise<T> | T): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    throw new Error(`${label}: ${errorText(e)}`);
+  }
+}
+
+export async function helperMain(env: Record<string, string | undefined> = process.env, tasks: readonly Task[] = TASKS): Promise<HelperResult> {
+  const ch: Channels = openChannels(env);
+  if (!process.env.PATH) process.env.PATH = HELPER_PATH;
+  let scratch: string | undefined;
+  const root = path.resolve(env.SNF_HELPER_ROOT || "/mnt/image");
+  let result: HelperResult;
+  try {
+    const params: HelperParams = await step("reading parameters", async () => decodeParams(await readParamsText(env)));
+    const info = (msg: string): void => ch.console(msg);
+    const warn = (msg: string): void => ch.monitor({ kind: "WARNING", text: msg });
+    const props = makeProps(params.properties, warn);
+    scratch = fs.mkdtempSync(path.join(env.TMPDIR || "/tmp", "snf-helper-"));
+    const disk0 = params.disks.find((d) => d.index === 0);
+    const serial = disk0?.serial ?? diskSerial(0);
+    const dev = await step("finding the instance disk", () => findDiskBySerial(serial, env));
+    const disk = await step("reading the partition table", () => readDisk(run, dev));
+    if (props.bool("EXCLUDE_ALL_TASKS")) {
+      for (const t of tasks) ch.monitor({ kind: "TASK_SKIP", task: t.name, reason: "EXCLUDE_ALL_TASKS" });
+      result = { ok: true };
+    } else {
+      const rootInfo = await step("finding the root partition", () => resolveRoot(props, disk, mountProbe(imageMounts, path.join(scratch!, "probe"))));
+      info(`OS family ${rootInfo.family}, root partition ${rootInfo.rootPartition.number} (${rootInfo.rootPartition.fsType ?? "unknown fs"})`);
+      const ctx: TaskContext = {
+        params,
+        props,
+        disk,
+        rootPartition: rootInfo.rootPartition,
+        os: { family: rootInfo.family, distro: "unknown" },
+        root,
+        scratch,
+        info,
+        warn,
+        run: (cmd, opts) => run(cmd, opts),
+        async refreshDisk() {
+          ctx.disk = await readDisk(run, dev);
+          const rp = ctx.disk.partitions.find((p) => p.number === ctx.rootPartition.number);
+          if (!rp) throw new Error(`root partition ${ctx.rootPartition.number} disappeared`);
+          ctx.rootPartition = rp;
+        },
+      };
+      result = await runTasks(tasks, ctx, {
+        monitor: (e) => ch.monitor(e),
+        cleanup: async () => {
+          await imageMounts.umountUnder(root, { bestEffort: true });
+          await imageMounts.umountAll();
+        },
+      });
+    }
+    if (result.ok) await syncDisks();
+  } catch (e) {
+    result = { ok: false, error: errorText(e) };
+    ch.monitor({ kind: "ERROR", text: result.error });
+  }
+  // Whatever happened: nothing stays mounted, no key or secret stays in scratch.
+  try {
+    await imageMounts.umountUnder(root, { bestEffort: true });
+    await imageMounts.umountAll();
+    if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
+    await syncDisks();
+  } catch (e) {
+    if (result.ok) result = { ok: false, error: `cleanup: ${errorText(e)}` };
+  }
+  ch.result(result);
+  return result;
+}
+
+if (import.meta.main) {
+  const fatal = (e: unknown): void => {
+    try {
+      openChannels().result({ ok: false, error: `internal error: ${errorText(e)}` });
+    } finally {
+      process.exit(0);
+    }
+  };
+  process.on("uncaughtException", fatal);
+  process.on("unhandledRejection", fatal);
+  helperMain().then(
+    () => process.exit(0),
+    (e) => fatal(e),
+  );
+}

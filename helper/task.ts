@@ -1,0 +1,87 @@
+/**
+ * What a task is and what it gets. The ordered table in tasks/index.ts is the
+ * single source of task order, names and EXCLUDE_TASK_<Name> switches.
+ */
+import type { HelperParams } from "../src/protocol.ts";
+
+export interface Partition {
+  /** 1-based partition number as the kernel names it (vda1 → 1). */
+  number: number;
+  dev: string;
+  startSector: number;
+  sizeSectors: number;
+  /** msdos type ("83", "5", …) or GPT type GUID, lower-case. */
+  type: string;
+  /** msdos only: primary | extended | logical. */
+  kind?: "primary" | "extended" | "logical";
+  fsType?: string;
+  uuid?: string;
+  label?: string;
+}
+
+export interface DiskInfo {
+  /** e.g. /dev/vda */
+  dev: string;
+  sizeBytes: number;
+  sectorSize: number;
+  table: "msdos" | "gpt" | "none";
+  partitions: Partition[];
+}
+
+export type OsFamily = "linux" | "windows" | "windows-legacy" | "freebsd" | "openbsd" | "netbsd";
+
+export interface OsInfo {
+  family: OsFamily;
+  /** Linux distribution family as detected from the mounted image (os/detect.ts). */
+  distro: "debian" | "redhat" | "suse" | "arch" | "gentoo" | "slackware" | "coreos" | "unknown";
+}
+
+export interface Props {
+  /** Raw value of a property (upper-case name), undefined if unset. */
+  get(name: string): string | undefined;
+  /** The original's yes/no rules: yes/true/on/1/set → true, no/false/off/0 → false; empty → false
+   *  with a warning; anything else → true with a warning. Unset → false. */
+  bool(name: string): boolean;
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
+
+export interface TaskContext {
+  params: HelperParams;
+  props: Props;
+  /** Target disk (the instance's disk 0). */
+  disk: DiskInfo;
+  /** Partition holding the root filesystem. */
+  rootPartition: Partition;
+  os: OsInfo;
+  /** Mount point of the image's root; valid only for mounted tasks. */
+  root: string;
+  /** Helper-private scratch directory (tmpfs). */
+  scratch: string;
+  info(msg: string): void;
+  warn(msg: string): void;
+  /** Run one of the helper's own tools (never a binary from the image). Throws on non-zero exit
+   *  unless allowFail. `input` is written to stdin (use it for secrets: never put them in argv). */
+  run(cmd: string[], opts?: { input?: string | Uint8Array; allowFail?: boolean }): Promise<RunResult>;
+  /** Re-read the disk (after partition changes). */
+  refreshDisk(): Promise<void>;
+}
+
+export interface Task {
+  name: string;
+  /** Needs the image mounted at ctx.root (skipped by EXCLUDE_MOUNTED_TASKS). */
+  mounted: boolean;
+  /** May be skipped by EXCLUDE_TASK_<NAME>. */
+  excludable: boolean;
+  /** Skipped by EXCLUDE_FILESYSTEMRESIZE_TASKS. */
+  fsResize?: boolean;
+  /** Skipped when CLOUD_INIT is set (cloud-init does it in the guest). */
+  cloudInitSkip?: boolean;
+  /** OS families the task applies to (default: all). */
+  families?: OsFamily[];
+  run(ctx: TaskContext): Promise<void>;
+}

@@ -1,0 +1,50 @@
+/**
+ * SWAP property: `<number>:<MiB>` → mkswap the partition FixPartitionTable
+ * carved; `<letter>` (b…z) → mkswap that whole extra disk. Either way add
+ * `UUID=… none swap sw 0 0` to the image's fstab. Under CLOUD_INIT (no
+ * partition was carved) cloud-init is asked to make a swap file instead.
+ */
+import { diskSerial } from "../../src/protocol.ts";
+import type { Task } from "../task.ts";
+import { isDirIn, mkdirIn, writeFileIn } from "../lib/safepath.ts";
+import { parseSwapPartition } from "../lib/partition.ts";
+import { addSwapToFstab, cloudInitSwapConfig, diskBySerial, makeSwap, swapDiskIndex } from "../lib/swap.ts";
+
+export const task: Task = {
+  name: "AddSwap",
+  mounted: true,
+  excludable: true,
+  families: ["linux"],
+  async run(ctx) {
+    const value = ctx.props.get("SWAP");
+    if (value === undefined || value.trim() === "") {
+      ctx.info("no SWAP property; nothing to do");
+      return;
+    }
+    let dev: string;
+    const part = parseSwapPartition(value);
+    if (part) {
+      const p = ctx.disk.partitions.find((x) => x.number === part.number);
+      if (!p) {
+        if (ctx.props.bool("CLOUD_INIT")) {
+          if (!isDirIn(ctx.root, "/etc/cloud")) throw new Error("CLOUD_INIT is set but the image has no /etc/cloud");
+          mkdirIn(ctx.root, "/etc/cloud/cloud.cfg.d");
+          writeFileIn(ctx.root, "/etc/cloud/cloud.cfg.d/98_snf-image-AddSwap.cfg", cloudInitSwapConfig(part.mib), { mode: 0o644 });
+          ctx.info(`asked cloud-init for a ${part.mib} MiB swap file`);
+          return;
+        }
+        throw new Error(`swap partition ${part.number} does not exist (is FixPartitionTable excluded?)`);
+      }
+      dev = p.dev;
+    } else {
+      const idx = swapDiskIndex(value)!;
+      if (!ctx.params.disks.some((d) => d.index === idx)) throw new Error(`SWAP=${value.trim()}: the instance has no disk ${idx}`);
+      const found = diskBySerial(diskSerial(idx));
+      if (!found) throw new Error(`SWAP=${value.trim()}: cannot find disk ${idx} (serial ${diskSerial(idx)})`);
+      dev = found;
+    }
+    const uuid = await makeSwap(ctx.run, dev);
+    const added = addSwapToFstab(ctx.root, uuid);
+    ctx.info(`swap on ${dev} (UUID=${uuid})${added ? " added to /etc/fstab" : ""}`);
+  },
+};

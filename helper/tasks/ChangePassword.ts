@@ -1,0 +1,54 @@
+/**
+ * ChangePassword: set the password of every user in USERS (default root):
+ * only the hash field of /etc/shadow changes (plus last-change = today);
+ * aging fields stay. params.passwordHash is used verbatim; otherwise
+ * params.password is hashed with libxcrypt (PASSWD_HASHING_METHOD, default
+ * sha512), a fresh salt per user.
+ */
+import type { Task, TaskContext } from "../task.ts";
+import { hashPassword, parseHashMethod } from "../lib/crypt.ts";
+import { readUsers, setShadowHash, shadowDay, shadowHashOf, updateShadow } from "../lib/passwd.ts";
+import { readTextIn } from "../lib/safepath.ts";
+
+/** USERS property as a list (default root). */
+export function targetUsers(ctx: TaskContext): string[] {
+  const raw = ctx.props.get("USERS")?.trim();
+  const users = raw ? raw.split(/\s+/) : ["root"];
+  return [...new Set(users)];
+}
+
+export async function changePassword(ctx: TaskContext): Promise<void> {
+  const { password, passwordHash } = ctx.params;
+  if (password === undefined && passwordHash === undefined) {
+    ctx.info("no password or password hash given; passwords left unchanged");
+    return;
+  }
+  if (password !== undefined && passwordHash !== undefined) throw new Error("both a password and a password hash were given");
+  if (passwordHash !== undefined && (/[:\s]/.test(passwordHash) || passwordHash === "")) throw new Error("the password hash is empty or contains ':' or whitespace");
+  const users = targetUsers(ctx);
+  const known = new Set(readUsers(ctx.root).map((u) => u.name));
+  const shadow = readTextIn(ctx.root, "/etc/shadow");
+  if (shadow === undefined) throw new Error("the image has no /etc/shadow");
+  for (const u of users) {
+    if (!known.has(u)) throw new Error(`user ${u} does not exist in the image's /etc/passwd`);
+    if (shadowHashOf(shadow, u) === undefined) throw new Error(`user ${u} has no entry in the image's /etc/shadow`);
+  }
+  const method = passwordHash === undefined ? parseHashMethod(ctx.props.get("PASSWD_HASHING_METHOD")) : undefined;
+  const hashes = new Map<string, string>();
+  for (const u of users) hashes.set(u, passwordHash ?? (await hashPassword(password!, method!, ctx.run)));
+  const day = shadowDay(ctx.params.now ?? Date.now() / 1000);
+  updateShadow(ctx.root, (text) => {
+    let t = text;
+    for (const u of users) t = setShadowHash(t, u, hashes.get(u)!, day);
+    return t;
+  });
+  ctx.info(`password set for ${users.join(", ")}${method ? ` (${method})` : " (given hash)"}`);
+}
+
+export const task: Task = {
+  name: "ChangePassword",
+  mounted: true,
+  excludable: true,
+  families: ["linux"],
+  run: changePassword,
+};

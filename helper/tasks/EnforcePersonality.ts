@@ -1,0 +1,86 @@
+/**
+ * EnforcePersonality: write the personality files into the image, last among
+ * the customizations so nothing overwrites them. Owner and group are names
+ * (or numbers) as the image's passwd/group know them; missing parent
+ * directories are made 0750 root; an existing file is kept as
+ * <path>.bak.<epoch seconds>. The final path component is never followed: a
+ * symlink there is moved aside like a file, so the write lands exactly at
+ * the (safepath-resolved) location.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import type { PersonalityFile } from "../../src/protocol.ts";
+import type { Task, TaskContext } from "../task.ts";
+import { readGroups, readUsers, resolveGid, resolveUid, type GroupEntry, type PasswdEntry } from "../lib/passwd.ts";
+import { mkdirIn, resolveInRoot, writeFileIn } from "../lib/safepath.ts";
+
+const BASE64 = /^[A-Za-z0-9+/\r\n]*={0,2}[\r\n]*$/;
+
+export function decodeContents(b64: string, where: string): Buffer {
+  if (!BASE64.test(b64)) throw new Error(`personality file ${where}: contents are not base64`);
+  return Buffer.from(b64, "base64");
+}
+
+function ownerIds(f: PersonalityFile, users: () => PasswdEntry[], groups: () => GroupEntry[]): { uid: number; gid: number } {
+  const uid = f.owner === "root" ? 0 : resolveUid(users(), f.owner);
+  if (uid === undefined) throw new Error(`personality file ${f.path}: owner ${f.owner} does not exist in the image`);
+  const gid = f.group === "root" ? 0 : resolveGid(groups(), f.group);
+  if (gid === undefined) throw new Error(`personality file ${f.path}: group ${f.group} does not exist in the image`);
+  return { uid, gid };
+}
+
+export function enforcePersonality(ctx: TaskContext): void {
+  const files = ctx.params.personality;
+  if (files.length === 0) {
+    ctx.info("no personality files");
+    return;
+  }
+  let users: PasswdEntry[] | undefined;
+  let groups: GroupEntry[] | undefined;
+  const getUsers = () => (users ??= readUsers(ctx.root));
+  const getGroups = () => (groups ??= readGroups(ctx.root));
+  const ts = Math.floor(ctx.params.now ?? Date.now() / 1000);
+  for (const f of files) {
+    const guest = path.posix.normalize(f.path);
+    if (guest === "/" || f.path.endsWith("/")) throw new Error(`personality file ${f.path}: not a file path`);
+    const data = decodeContents(f.contents, f.path);
+    const { uid, gid } = ownerIds(f, getUsers, getGroups);
+    const parent = path.posix.dirname(guest);
+    mkdirIn(ctx.root, parent, { mode: 0o750 });
+    const hostParent = resolveInRoot(ctx.root, parent);
+    const name = path.posix.basename(guest);
+    const target = path.join(hostParent, name);
+    let st: fs.Stats | undefined;
+    try {
+      st = fs.lstatSync(target);
+    } catch {
+      st = undefined;
+    }
+    if (st?.isDirectory()) throw new Error(`personality file ${f.path}: a directory of that name exists in the image`);
+    if (st) {
+      let bak = `${target}.bak.${ts}`;
+      for (let i = 1; fs.existsSync(bak) || isLink(bak); i++) bak = `${target}.bak.${ts}.${i}`;
+      fs.renameSync(target, bak);
+      ctx.info(`${f.path} existed; kept as ${path.basename(bak)}`);
+    }
+    // The final component no longer exists, so this resolves to `target`.
+    writeFileIn(ctx.root, path.posix.join(parent, name), data, { mode: f.mode, uid, gid });
+    ctx.info(`wrote ${f.path} (${data.length} bytes, ${f.owner}:${f.group}, mode ${f.mode.toString(8)})`);
+  }
+}
+
+function isLink(p: string): boolean {
+  try {
+    return fs.lstatSync(p).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
+
+export const task: Task = {
+  name: "EnforcePersonality",
+  mounted: true,
+  excludable: true,
+  families: ["linux"],
+  run: async (ctx) => enforcePersonality(ctx),
+};

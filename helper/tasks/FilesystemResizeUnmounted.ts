@@ -1,0 +1,43 @@
+/**
+ * Grow an ext2/3/4 filesystem on the grown partition while nothing is
+ * mounted. Refuses a dirty filesystem (journal needing recovery, not clean)
+ * instead of risking the corruption of a live snapshot. Other filesystems
+ * are left to FilesystemResizeMounted.
+ */
+import * as path from "node:path";
+import type { Task } from "../task.ts";
+import { assertClean, grow, preen, readHeader } from "../lib/e2fs.ts";
+import { parseSwapPartition, probeFsType, resizeTarget } from "../lib/partition.ts";
+
+const EXT = new Set(["ext2", "ext3", "ext4"]);
+
+export const task: Task = {
+  name: "FilesystemResizeUnmounted",
+  mounted: false,
+  excludable: true,
+  fsResize: true,
+  cloudInitSkip: true,
+  async run(ctx) {
+    const swap = parseSwapPartition(ctx.props.get("SWAP"));
+    const part = resizeTarget(ctx.disk.partitions, swap?.number);
+    if (!part) throw new Error(`no partition to resize on ${ctx.disk.dev}`);
+    const fs = part.fsType || (await probeFsType(ctx.run, part.dev));
+    const what = `${fs || "unknown filesystem"} on ${path.basename(part.dev)}`;
+    if (!EXT.has(fs)) {
+      ctx.info(`${what}: not ext2/3/4, not resized offline`);
+      return;
+    }
+    await resizeExt(ctx, part.dev, what);
+  },
+};
+
+/** Check, preen and grow one ext filesystem (exported for the tests). */
+export async function resizeExt(ctx: Pick<import("../task.ts").TaskContext, "run" | "info">, dev: string, what: string): Promise<void> {
+  assertClean(await readHeader(ctx.run, dev), what);
+  const { fixed } = await preen(ctx.run, dev, what);
+  if (fixed) ctx.info(`e2fsck fixed minor problems on ${what}`);
+  const before = await readHeader(ctx.run, dev);
+  await grow(ctx.run, dev, what);
+  const after = await readHeader(ctx.run, dev);
+  ctx.info(`${what}: ${before.blockCount} → ${after.blockCount} blocks of ${after.blockSize} bytes`);
+}

@@ -1,0 +1,115 @@
+/**
+ * MountImage: mount the root partition read-write at ctx.root, then (linux)
+ * every local filesystem the image's /etc/fstab names, parents first. fstab
+ * entries must name partitions of this disk by UUID/LABEL/PARTUUID/PARTLABEL.
+ */
+import * as fs from "node:fs";
+import type { DiskInfo, Partition, Task, TaskContext } from "../task.ts";
+import { findBySpec } from "../disk.ts";
+import { imageMounts, type Mounts } from "../lib/mount.ts";
+import { isDirIn, mkdirIn, readTextIn, resolveInRoot } from "../lib/safepath.ts";
+import { detectDistro } from "../os/distro.ts";
+
+export interface FstabEntry {
+  spec: string;
+  file: string;
+  vfstype: string;
+  options: string[];
+  line: number;
+}
+
+const unescape = (s: string): string => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+
+export function parseFstab(text: string): FstabEntry[] {
+  const out: FstabEntry[] = [];
+  text.split("\n").forEach((raw, i) => {
+    const line = raw.trim();
+    if (line === "" || line.startsWith("#")) return;
+    const f = line.split(/\s+/);
+    if (f.length < 2) return;
+    out.push({ spec: unescape(f[0]!), file: unescape(f[1]!), vfstype: f[2] ?? "auto", options: (f[3] ?? "defaults").split(","), line: i + 1 });
+  });
+  return out;
+}
+
+const SKIP_TYPES = new Set([
+  "none", "proc", "sysfs", "tmpfs", "devpts", "devtmpfs", "swap", "nfs", "nfs4", "cifs", "smbfs", "sshfs", "fuse.sshfs",
+  "cgroup", "cgroup2", "securityfs", "debugfs", "tracefs", "hugetlbfs", "mqueue", "pstore", "configfs", "efivarfs",
+  "binfmt_misc", "autofs", "usbfs", "rpc_pipefs", "nfsd", "iso9660", "udf", "ramfs", "overlay", "9p", "virtiofs", "glusterfs", "ceph",
+]);
+
+/** Options worth passing on from fstab (the rest are boot-time policy). */
+function carriedOptions(e: FstabEntry): string[] {
+  return e.options.filter((o) => /^(subvol|subvolid)=/.test(o));
+}
+
+export interface PlannedMount {
+  entry: FstabEntry;
+  partition: Partition;
+}
+
+/**
+ * Which fstab entries to mount, in mount order. Throws naming the entry if
+ * one names a device path or a partition that is not on the disk.
+ */
+export function planFstabMounts(entries: FstabEntry[], disk: DiskInfo, skipped: (e: FstabEntry, why: string) => void = () => {}): PlannedMount[] {
+  const out: PlannedMount[] = [];
+  for (const e of entries) {
+    const mp = e.file;
+    if (mp === "/") continue; // the root is already mounted
+    if (SKIP_TYPES.has(e.vfstype) || e.spec === "none" || mp === "none" || mp === "swap" || !mp.startsWith("/")) {
+      skipped(e, `type ${e.vfstype}`);
+      continue;
+    }
+    if (e.options.includes("bind") || e.options.includes("rbind")) {
+      skipped(e, "bind mount");
+      continue;
+    }
+    if (e.options.includes("noauto")) {
+      skipped(e, "noauto");
+      continue;
+    }
+    const p = findBySpec(disk, e.spec);
+    if (p === null) {
+      if (e.spec.startsWith("/dev/")) throw new Error(`fstab entry ${e.spec} for ${mp} is not by UUID or LABEL`);
+      skipped(e, `source ${e.spec} is not a local partition`);
+      continue;
+    }
+    if (p === undefined) throw new Error(`fstab entry ${e.spec} for ${mp}: no such partition on the disk`);
+    out.push({ entry: e, partition: p });
+  }
+  const depth = (s: string) => s.split("/").filter(Boolean).length;
+  return out.sort((a, b) => depth(a.entry.file) - depth(b.entry.file) || (a.entry.file < b.entry.file ? -1 : a.entry.file > b.entry.file ? 1 : 0));
+}
+
+export async function mountImage(ctx: TaskContext, mounts: Mounts = imageMounts): Promise<void> {
+  fs.mkdirSync(ctx.root, { recursive: true, mode: 0o755 });
+  const rp = ctx.rootPartition;
+  const windows = ctx.os.family === "windows" || ctx.os.family === "windows-legacy";
+  if (!windows && ctx.os.family !== "linux") throw new Error(`mounting ${ctx.os.family} images is not supported`);
+  await mounts.mount(rp.dev, ctx.root, { fsType: windows ? "ntfs" : rp.fsType });
+  if (windows) return;
+  if (!isDirIn(ctx.root, "/etc")) throw new Error(`root partition ${rp.number} has no /etc`);
+  ctx.os.distro = detectDistro(ctx.root);
+  ctx.info(`mounted partition ${rp.number} (${rp.fsType ?? "unknown fs"}); distro family ${ctx.os.distro}`);
+  const fstab = readTextIn(ctx.root, "/etc/fstab");
+  if (fstab === undefined) {
+    ctx.warn("the image has no /etc/fstab; only the root filesystem is mounted");
+    return;
+  }
+  const plan = planFstabMounts(parseFstab(fstab), ctx.disk, (e, why) => ctx.info(`fstab line ${e.line} (${e.file}) not mounted: ${why}`));
+  for (const { entry, partition } of plan) {
+    mkdirIn(ctx.root, entry.file);
+    const target = resolveInRoot(ctx.root, entry.file);
+    const fsType = partition.fsType ?? (entry.vfstype === "auto" ? undefined : entry.vfstype);
+    await mounts.mount(partition.dev, target, { fsType, options: carriedOptions(entry) });
+    ctx.info(`mounted partition ${partition.number} on ${entry.file}`);
+  }
+}
+
+export const task: Task = {
+  name: "MountImage",
+  mounted: true,
+  excludable: false,
+  run: (ctx) => mountImage(ctx),
+};
