@@ -1,0 +1,69 @@
+/**
+ * What a disk path is (block device or regular file) and how big it is.
+ * Nothing here writes: openTarget opens for writing only to prove it can.
+ */
+import fs from "node:fs";
+import { SnfError, errorMessage } from "../errors.ts";
+import { blkGetSize64, blkSectorSize, O_CLOEXEC } from "./libc.ts";
+
+export interface Target {
+  path: string;
+  kind: "block" | "file";
+  /** Bytes. Never changes: files are neither truncated nor extended. */
+  size: number;
+  /** Logical sector size (512 for files). */
+  sectorSize: number;
+}
+
+function code(e: unknown): string {
+  return (e as { code?: string })?.code ?? errorMessage(e);
+}
+
+export async function openTarget(path: string): Promise<Target> {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(path);
+  } catch (e) {
+    throw new SnfError(`disk ${path} does not exist (${code(e)})`);
+  }
+  const kind = st.isBlockDevice() ? "block" : st.isFile() ? "file" : null;
+  if (!kind) throw new SnfError(`disk ${path} is neither a block device nor a regular file`);
+  let fd: number;
+  try {
+    fd = fs.openSync(path, fs.constants.O_WRONLY | O_CLOEXEC);
+  } catch (e) {
+    throw new SnfError(`disk ${path} is not writable (${code(e)})`);
+  }
+  try {
+    if (kind === "file") return { path, kind, size: st.size, sectorSize: 512 };
+    return { path, kind, size: blkGetSize64(fd), sectorSize: blkSectorSize(fd) };
+  } catch (e) {
+    throw new SnfError(`cannot get the size of disk ${path}: ${errorMessage(e)}`);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Like openTarget but only needs read access (export). */
+export async function statDisk(path: string): Promise<Target> {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(path);
+  } catch (e) {
+    throw new SnfError(`disk ${path} does not exist (${code(e)})`);
+  }
+  const kind = st.isBlockDevice() ? "block" : st.isFile() ? "file" : null;
+  if (!kind) throw new SnfError(`disk ${path} is neither a block device nor a regular file`);
+  if (kind === "file") return { path, kind, size: st.size, sectorSize: 512 };
+  let fd: number;
+  try {
+    fd = fs.openSync(path, fs.constants.O_RDONLY | O_CLOEXEC);
+  } catch (e) {
+    throw new SnfError(`disk ${path} is not readable (${code(e)})`);
+  }
+  try {
+    return { path, kind, size: blkGetSize64(fd), sectorSize: blkSectorSize(fd) };
+  } finally {
+    fs.closeSync(fd);
+  }
+}

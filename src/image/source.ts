@@ -1,0 +1,44 @@
+/**
+ * Where an image comes from. One module per kind in ./sources/; SOURCES is
+ * the ordered table: the first whose probe accepts the img_id resolves it
+ * (local accepts any id without ':' so it comes last).
+ *
+ * Resolving checks everything that can fail before the disk is touched
+ * (file exists inside IMAGE_DIR and is readable, URL answers 2xx).
+ */
+import { SnfError } from "../errors.ts";
+import { nullSource } from "./sources/null.ts";
+import { httpSource } from "./sources/http.ts";
+import { localSource } from "./sources/local.ts";
+
+export interface ImageSource {
+  kind: "local" | "http" | "null";
+  /** For logs and errors; never contains credentials. */
+  display: string;
+  /** Bytes as stored (compressed size for compressed images); null if unknown. */
+  size: number | null;
+  open(signal?: AbortSignal): Promise<ReadableStream<Uint8Array>>;
+}
+
+export interface ResolveOptions {
+  imageDir: string;
+  /** img_format, used for the legacy NAME.FORMAT file names. */
+  format: string;
+  maxRedirects?: number;
+}
+
+export interface SourceKind {
+  kind: ImageSource["kind"];
+  probe(imgId: string): boolean;
+  resolve(imgId: string, o: ResolveOptions): Promise<ImageSource>;
+}
+
+export const SOURCES: readonly SourceKind[] = [nullSource, httpSource, localSource];
+
+export async function resolveImageSource(imgId: string, o: ResolveOptions): Promise<ImageSource> {
+  const id = imgId.trim();
+  if (!id) throw new SnfError("img_id is empty");
+  for (const s of SOURCES) if (s.probe(id)) return s.resolve(id, o);
+  const scheme = id.slice(0, id.indexOf(":"));
+  throw new SnfError(`unsupported image source "${scheme}:" (supported: null, local://NAME or NAME, http://, https://)`);
+}

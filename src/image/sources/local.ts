@@ -1,0 +1,96 @@
+/**
+ * Images in IMAGE_DIR: `local://NAME`, `file://NAME` (deprecated) or a bare
+ * NAME without ':'. Legacy file names NAME.FORMAT and NAME-x86_64.FORMAT are
+ * tried after NAME, with a deprecation warning. The file is opened while
+ * resolving and the opened file's real path must lie inside
+ * realpath(IMAGE_DIR), so neither `../` nor a symlink can escape it.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { SnfError } from "../../errors.ts";
+import { onCleanup } from "../../cleanup.ts";
+import { log } from "../../log.ts";
+import { O_CLOEXEC } from "../../disk/libc.ts";
+import type { ImageSource, ResolveOptions, SourceKind } from "../source.ts";
+import { fdStream } from "./read-stream.ts";
+
+function nameOf(id: string): string {
+  const m = /^(local|file):\/\/(.*)$/i.exec(id);
+  if (m) {
+    if (m[1]!.toLowerCase() === "file") log.warn(`img_id ${id}: file:// is deprecated, use local://`);
+    return m[2]!;
+  }
+  return id;
+}
+
+function errCode(e: unknown): string {
+  return (e as { code?: string })?.code ?? String(e);
+}
+
+export async function resolveLocal(id: string, o: ResolveOptions): Promise<ImageSource> {
+  const name = nameOf(id);
+  if (!name || name.includes("\0")) throw new SnfError(`invalid local image name "${name}"`);
+  let dir: string;
+  try {
+    dir = fs.realpathSync(o.imageDir);
+  } catch (e) {
+    throw new SnfError(`IMAGE_DIR ${o.imageDir} is not accessible (${errCode(e)})`);
+  }
+  const candidates = [name, `${name}.${o.format}`, `${name}-x86_64.${o.format}`];
+  for (const [i, cand] of candidates.entries()) {
+    const p = path.resolve(dir, cand);
+    let real: string;
+    try {
+      real = fs.realpathSync(p);
+    } catch (e) {
+      if (errCode(e) === "ENOENT" || errCode(e) === "ENOTDIR") continue;
+      throw new SnfError(`image ${name}: cannot resolve ${p} (${errCode(e)})`);
+    }
+    if (!real.startsWith(dir + path.sep)) {
+      throw new SnfError(`image ${name} resolves to ${real}, outside IMAGE_DIR ${dir}`);
+    }
+    if (i > 0) log.warn(`image ${name}: using legacy file name ${cand} (deprecated, name the file ${name})`);
+    let fd: number;
+    try {
+      fd = fs.openSync(real, fs.constants.O_RDONLY | O_CLOEXEC | fs.constants.O_NOFOLLOW);
+    } catch (e) {
+      throw new SnfError(`image ${name} is not readable: ${real} (${errCode(e)})`);
+    }
+    let closed = false;
+    const close = () => {
+      if (!closed) fs.closeSync(fd);
+      closed = true;
+      undo();
+    };
+    const undo = onCleanup(`close image ${real}`, close);
+    const st = fs.fstatSync(fd);
+    // The opened file itself must still be inside IMAGE_DIR (no race with a swapped symlink).
+    const opened = fs.readlinkSync(`/proc/self/fd/${fd}`);
+    if (!opened.startsWith(dir + path.sep)) {
+      close();
+      throw new SnfError(`image ${name} resolves to ${opened}, outside IMAGE_DIR ${dir}`);
+    }
+    if (!st.isFile()) {
+      close();
+      throw new SnfError(`image ${name} is not a regular file: ${real}`);
+    }
+    let opened1 = false;
+    return {
+      kind: "local",
+      display: `local://${path.relative(dir, real)}`,
+      size: st.size,
+      async open(signal?: AbortSignal) {
+        if (opened1) throw new Error(`image ${name} opened twice`);
+        opened1 = true;
+        return fdStream(fd, close, signal);
+      },
+    };
+  }
+  throw new SnfError(`image ${name} not found in IMAGE_DIR ${dir} (tried: ${candidates.join(", ")})`);
+}
+
+export const localSource: SourceKind = {
+  kind: "local",
+  probe: (id) => /^(local|file):\/\//i.test(id) || !id.includes(":"),
+  resolve: resolveLocal,
+};
