@@ -13,12 +13,12 @@ import { writeImage } from "./disk/writer.ts";
 import { SnfError } from "./errors.ts";
 import type { GanetiEnv } from "./ganeti/env.ts";
 import { loadHelperImage } from "./helper-image/load.ts";
-import { openImageStream } from "./image/open.ts";
+import { mbrPrefix, openImage } from "./image/format.ts";
 import { resolveImageSource } from "./image/source.ts";
 import { log } from "./log.ts";
 import type { Monitor } from "./monitor.ts";
 import { resolveParams } from "./params.ts";
-import { requireQemu } from "./vm/qemu.ts";
+import { requireQemu } from "./vm/qemu-bin.ts";
 
 export interface DeployReport {
   copyMs: number;
@@ -53,13 +53,14 @@ export async function deploy(env: GanetiEnv, config: Config, monitor: Monitor, s
   if (source.kind === "null") {
     log.info("img_id is null: customizing what is already on the disk");
   } else {
-    const opened = await openImageStream(source, { format: params.imgFormat, diskBytes: target.size, signal });
+    const opened = await openImage(source, signal);
     if (opened.compression) log.info(`image is ${opened.compression}-compressed: decompressing on the fly`);
+    const prefix = params.imgFormat === "diskdump" ? undefined : await mbrPrefix(params.imgFormat, opened.size, target.size);
     monitor.info("Starting image copy...");
-    const total = opened.expectedSize !== null ? opened.expectedSize + (opened.prefix?.length ?? 0) : target.size;
+    const total = opened.size !== null ? opened.size + (prefix?.length ?? 0) : target.size;
     const r = await writeImage(opened.stream, diskPath, {
-      prefix: opened.prefix,
-      expectedSize: opened.expectedSize,
+      prefix,
+      expectedSize: opened.size,
       signal,
       onProgress: (pos) => monitor.copyProgress(pos, total),
     });

@@ -8,7 +8,6 @@ export const log: ConsolaInstance = createConsola({
   level: process.env.SNF_IMAGE_LOG_LEVEL === "debug" ? 4 : 3,
   stdout: process.stderr,
   stderr: process.stderr,
-  fancy: false,
   formatOptions: { date: false, colors: false, compact: true },
 });
 

@@ -1,0 +1,116 @@
+/**
+ * Run the built OS definition's scripts the way Ganeti does: a reset
+ * environment (only Ganeti's variables and PATH), cwd = the OS directory,
+ * stdin closed, stdout+stderr into one log.
+ */
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+
+export const ROOT = resolve(import.meta.dir, "../..");
+export const DIST = join(ROOT, "dist");
+export const OS_DIR = join(DIST, "os", "snf-image");
+export const HELPER_DIR = process.env.SNF_TEST_HELPER_DIR ?? join(DIST, "helper");
+
+export interface NicSpec {
+  mac: string;
+  ip?: string;
+  network?: { subnet?: string; gateway?: string; subnet6?: string; gateway6?: string; tags?: string[]; name?: string };
+}
+
+export interface CreateSpec {
+  disks: string[];
+  instance?: string;
+  osp: Record<string, string>;
+  /** Lines of the config file (IMAGE_DIR, HELPER_DIR=dist/helper are preset). */
+  config?: Record<string, string>;
+  imageDir?: string;
+  nics?: NicSpec[];
+  script?: "create" | "rename" | "verify" | "import" | "export";
+  extraEnv?: Record<string, string>;
+  stdin?: Uint8Array | Blob;
+}
+
+export interface ScriptRun {
+  code: number;
+  output: string;
+  /** Last line of the output: where the one-line error must be. */
+  lastLine: string;
+  ms: number;
+}
+
+export function writeConfig(dir: string, entries: Record<string, string>): string {
+  const file = join(dir, "snf-image.conf");
+  writeFileSync(file, Object.entries(entries).map(([k, v]) => `${k}="${v}"\n`).join(""));
+  return file;
+}
+
+export function ganetiEnv(spec: CreateSpec, configFile: string): Record<string, string> {
+  const name = spec.instance ?? "vm1.example.org";
+  const env: Record<string, string> = {
+    PATH: "/sbin:/bin:/usr/sbin:/usr/bin",
+    OS_API_VERSION: "20",
+    OS_NAME: "snf-image",
+    OS_VARIANT: "default",
+    DEBUG_LEVEL: "0",
+    INSTANCE_NAME: name,
+    INSTANCE_OS: "snf-image+default",
+    INSTANCE_UUID: "2c90817f-389f-4d87-a2c9-806ce8913754",
+    HYPERVISOR: "kvm",
+    INSTANCE_HV_disk_type: "paravirtual",
+    INSTANCE_BE_maxmem: "512",
+    DISK_COUNT: String(spec.disks.length),
+    NIC_COUNT: String(spec.nics?.length ?? 0),
+    SNF_IMAGE_CONFIG: configFile,
+  };
+  spec.disks.forEach((d, i) => {
+    env[`DISK_${i}_PATH`] = d;
+    env[`DISK_${i}_ACCESS`] = "rw";
+    env[`DISK_${i}_BACKEND_TYPE`] = d.startsWith("/dev/") ? "block" : "file:loop";
+    env[`DISK_${i}_FRONTEND_TYPE`] = "paravirtual";
+  });
+  spec.nics?.forEach((n, i) => {
+    env[`NIC_${i}_MAC`] = n.mac;
+    env[`NIC_${i}_MODE`] = "routed";
+    env[`NIC_${i}_LINK`] = "100";
+    if (n.ip) env[`NIC_${i}_IP`] = n.ip;
+    if (n.network) {
+      env[`NIC_${i}_NETWORK_NAME`] = n.network.name ?? `net${i}`;
+      if (n.network.subnet) env[`NIC_${i}_NETWORK_SUBNET`] = n.network.subnet;
+      if (n.network.gateway) env[`NIC_${i}_NETWORK_GATEWAY`] = n.network.gateway;
+      if (n.network.subnet6) env[`NIC_${i}_NETWORK_SUBNET6`] = n.network.subnet6;
+      if (n.network.gateway6) env[`NIC_${i}_NETWORK_GATEWAY6`] = n.network.gateway6;
+      env[`NIC_${i}_NETWORK_TAGS`] = (n.network.tags ?? []).join(" ");
+    }
+  });
+  for (const [k, v] of Object.entries(spec.osp)) env[`OSP_${k.toUpperCase()}`] = v;
+  return { ...env, ...spec.extraEnv };
+}
+
+/** Run one OS script of dist/os/snf-image as Ganeti would. */
+export async function runOsScript(spec: CreateSpec): Promise<ScriptRun> {
+  const dir = mkdtempSync(join(tmpdir(), "snf-test-"));
+  const configFile = writeConfig(dir, {
+    IMAGE_DIR: spec.imageDir ?? dir,
+    HELPER_DIR,
+    HELPER_SOFT_TIMEOUT: "300",
+    ...spec.config,
+  });
+  const script = spec.script ?? "create";
+  const t0 = performance.now();
+  const p = Bun.spawn([join(OS_DIR, script), ...(script === "verify" ? ["parameters"] : [])], {
+    cwd: OS_DIR,
+    env: ganetiEnv(spec, configFile),
+    stdin: spec.stdin ?? "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  const output = script === "export" ? err : out + err;
+  const lines = output.trimEnd().split("\n");
+  return { code, output, lastLine: lines[lines.length - 1] ?? "", ms: performance.now() - t0 };
+}
+
+export function runCreate(spec: CreateSpec): Promise<ScriptRun> {
+  return runOsScript({ ...spec, script: "create" });
+}
