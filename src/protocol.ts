@@ -233,8 +233,9 @@ export function sanitize(s: string): string {
 
 export function truncateBytes(s: string, max: number): string {
   if (Buffer.byteLength(s) <= max) return s;
-  let out = s;
-  while (Buffer.byteLength(out) > max - 3) out = out.slice(0, Math.max(0, out.length - Math.ceil((Buffer.byteLength(out) - max) / 2) - 1));
+  // at most `max` chars can fit in `max` bytes; then drop one char at a time (always terminates)
+  let out = s.slice(0, Math.max(0, max));
+  while (out.length > 0 && Buffer.byteLength(out) > max - 3) out = out.slice(0, -1);
   return `${out}...`;
 }
 

@@ -55,10 +55,9 @@ function compareVersions(a: string, b: string): number {
 export async function prepareKernel(cacheDir = DEFAULT_KERNEL_CACHE, log: (l: string) => void = () => {}): Promise<KernelInfo> {
   let version = await candidateVersion();
   if (!version) {
-    const cached = cachedVersions(cacheDir);
-    if (isInstalledAny()) version = installedNewest();
-    else if (cached.length) version = cached[cached.length - 1]!;
-    else throw new SnfError(`cannot find a kernel: \`apt-cache depends ${META_PACKAGE}\` names none and ${cacheDir} is empty`);
+    const fallback = installedNewest() ?? cachedVersions(cacheDir).at(-1);
+    if (!fallback) throw new SnfError(`cannot find a kernel: \`apt-cache depends ${META_PACKAGE}\` names none and ${cacheDir} is empty`);
+    version = fallback;
     log(`apt does not name a kernel; using ${version}`);
   }
   const dir = path.join(cacheDir, version);
@@ -114,10 +113,6 @@ export async function prepareKernel(cacheDir = DEFAULT_KERNEL_CACHE, log: (l: st
     if (old !== version && !isInstalled(old)) fs.rmSync(path.join(cacheDir, old), { recursive: true, force: true });
   }
   return { version, vmlinux: path.join(dir, "vmlinux"), modRoot: path.join(dir, "root"), source: "downloaded" };
-}
-
-function isInstalledAny(): boolean {
-  return installedNewest() !== null;
 }
 
 function installedNewest(): string | null {

@@ -18,7 +18,7 @@ function libcRenameat2() {
     const lib = dlopen("libc.so.6", {
       renameat2: { args: [FFIType.i32, FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
     });
-    renameat2 = lib.symbols.renameat2 as typeof renameat2;
+    renameat2 = (a, b, c, d, e) => Number(lib.symbols.renameat2(a, b, c, d, e));
   }
   return renameat2!;
 }

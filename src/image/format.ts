@@ -8,6 +8,7 @@ import fs from "node:fs";
 import { SnfError, errorMessage } from "../errors.ts";
 import { onCleanup } from "../cleanup.ts";
 import type { ImageSource } from "./source.ts";
+import { fileBacking } from "../disk/input.ts";
 
 export const IMAGE_FORMATS = ["diskdump", "extdump", "ntfsdump"] as const;
 export type ImageFormat = (typeof IMAGE_FORMATS)[number];
@@ -76,10 +77,12 @@ export async function peek(
  * fails (its first stderr line names why); cancelling it kills the tool.
  */
 export function decompress(stream: ReadableStream<Uint8Array>, kind: Compression): ReadableStream<Uint8Array> {
+  // A local file goes to the tool as its stdin fd: no copy through JS.
+  const file = fileBacking(stream);
   const argv = [kind, "-dc"];
   let proc: ReturnType<typeof Bun.spawn<"pipe", "pipe", "pipe">>;
   try {
-    proc = Bun.spawn(argv, { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+    proc = Bun.spawn(argv, { stdin: (file ? file.fd : "pipe") as "pipe", stdout: "pipe", stderr: "pipe" });
   } catch (e) {
     throw new SnfError(`cannot run ${kind} to decompress the image (${errorMessage(e)})`);
   }
@@ -89,6 +92,7 @@ export function decompress(stream: ReadableStream<Uint8Array>, kind: Compression
   let inputError: unknown = null;
   const inReader = stream.getReader();
   const pump = (async () => {
+    if (file) return void (await inReader.cancel().catch(() => {})); // the child has its own copy of the fd
     try {
       for (;;) {
         const r = await inReader.read();
@@ -150,6 +154,22 @@ export async function openImage(
   signal?: AbortSignal,
 ): Promise<{ stream: ReadableStream<Uint8Array>; size: number | null; compression: Compression | null }> {
   const raw = await source.open(signal);
+  const file = fileBacking(raw);
+  if (file) {
+    // Sniff with a positional read and hand the untouched stream on, so that
+    // writeImage (raw) or the decompressor (stdin = the fd) reads the file itself.
+    const head = new Uint8Array(MAGIC_BYTES);
+    let n: number;
+    try {
+      n = fs.readSync(file.fd, head, 0, MAGIC_BYTES, 0);
+    } catch (e) {
+      await raw.cancel().catch(() => {});
+      throw new SnfError(`reading the image failed: ${(e as { code?: string }).code ?? errorMessage(e)}`);
+    }
+    const compression = await detectCompression(head.subarray(0, n));
+    if (!compression) return { stream: raw, size: source.size, compression };
+    return { stream: decompress(raw, compression), size: null, compression };
+  }
   const { head, stream } = await peek(raw, MAGIC_BYTES);
   const compression = await detectCompression(head);
   if (!compression) return { stream, size: source.size, compression };

@@ -178,7 +178,9 @@ export async function runHelperVm(o: HelperVmOptions): Promise<HelperVmOutcome> 
   const started = performance.now();
   const qemu = Bun.which(QEMU, { PATH: `${process.env.PATH ?? ""}:/usr/bin:/usr/local/bin` });
   if (!qemu) throw new SnfError(`${QEMU} not found: install qemu-system-x86`);
-  if (!fs.existsSync(o.paramsFile)) throw new SnfError(`helper parameters file ${o.paramsFile} not found`);
+  const pst = fs.statSync(o.paramsFile, { throwIfNoEntry: false });
+  if (!pst?.isFile()) throw new SnfError(`helper parameters file ${o.paramsFile} not found`);
+  if (pst.mode & 0o077) throw new SnfError(`helper parameters file ${o.paramsFile} must not be readable by others (mode 0600)`);
   if (!(o.memoryMiB >= 64 && o.memoryMiB <= 65536)) throw new SnfError(`bad helper VM memory ${o.memoryMiB} MiB`);
   if (!(o.softTimeoutSec > 0 && o.hardTimeoutSec >= 0)) throw new SnfError("bad helper VM timeouts");
   const disks = o.disks.map((d) => ({ ...probeDisk(d.path), ...d }));
@@ -186,7 +188,9 @@ export async function runHelperVm(o: HelperVmOptions): Promise<HelperVmOutcome> 
     return { result: null, exitCode: null, signal: null, timedOut: null, aborted: true, durationMs: 0 };
   }
 
-  const runDir = fs.mkdtempSync(path.join(os.tmpdir(), "snf-vm-"));
+  // unix socket paths are limited to 107 bytes
+  const base = os.tmpdir().length > 60 ? "/tmp" : os.tmpdir();
+  const runDir = fs.mkdtempSync(path.join(base, "snf-vm-"));
   fs.chmodSync(runDir, 0o700);
   const undoDir = onCleanup(`remove ${runDir}`, () => fs.rmSync(runDir, { recursive: true, force: true }));
 
@@ -256,7 +260,7 @@ export async function runHelperVm(o: HelperVmOptions): Promise<HelperVmOutcome> 
     // qemu is gone: its ends of the sockets are closed; let the readers drain
     await Promise.race([Promise.all(channels.map((c) => c.closed)), Bun.sleep(1000)]);
     const errText = await Promise.race([stderrTail, Bun.sleep(1000).then(() => "")]);
-    const sig = proc.signalCode ?? null;
+    const sig = proc.signalCode != null ? String(proc.signalCode) : null;
     const outcome: HelperVmOutcome = {
       result: resultR.result(),
       exitCode: sig ? null : exitCode,

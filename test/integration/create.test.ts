@@ -18,12 +18,15 @@ let imageDir: string;
 let msdos: DebianImage;
 let gpt: DebianImage;
 
+/** qemu processes working on this test's disks. */
 function qemuPids(): string[] {
-  const p = Bun.spawnSync(["pgrep", "-f", `snf-disk0`], { stdout: "pipe" });
+  const p = Bun.spawnSync(["pgrep", "-f", `qemu-system.*${work}`], { stdout: "pipe" });
   return p.stdout.toString().trim().split("\n").filter(Boolean);
 }
+/** Loop devices backed by this test's files (other work on the machine may use others). */
 function loopDevices(): string {
-  return Bun.spawnSync(["losetup", "-a"], { stdout: "pipe" }).stdout.toString();
+  const all = Bun.spawnSync(["losetup", "-a"], { stdout: "pipe" }).stdout.toString();
+  return all.split("\n").filter((l) => work && l.includes(work)).join("\n");
 }
 function tempLeftovers(): string[] {
   return readdirSync(tmpdir()).filter((f) => f.startsWith("snf-image-"));
@@ -114,8 +117,8 @@ describe("bad input and faults: one line, non-zero, nothing left behind", () => 
   const ok: Omit<CreateSpec, "disks"> = { imageDir: "", osp: {} };
   const spec = (patch: Partial<CreateSpec> & { osp?: Record<string, string> }): CreateSpec => ({
     disks: [join(work, "bad-disk")],
-    imageDir,
     ...ok,
+    imageDir,
     ...patch,
     osp: { img_id: "bookworm-msdos", img_format: "diskdump", img_passwd: PASSWORD, ...patch.osp },
   });

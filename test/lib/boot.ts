@@ -34,7 +34,7 @@ export interface Session {
   run(cmd: string, timeoutSec?: number): Promise<string>;
   /** Like run() but returns the exit code instead of throwing. */
   exec(cmd: string, timeoutSec?: number): Promise<{ code: number; output: string }>;
-  /** The whole console transcript so far (\r removed). */
+  /** The whole console transcript so far (\r and ANSI escape sequences removed). */
   transcript(): string;
   /** `poweroff -f`, wait for qemu to exit (kill it after 15 s). Idempotent. */
   close(): Promise<void>;
@@ -98,10 +98,21 @@ class Console {
   constructor(readonly proc: Subprocess<"pipe", "pipe", "pipe">, readonly log?: (s: string) => void) {
     (async () => {
       const dec = new TextDecoder();
+      let raw = "";
       for await (const chunk of proc.stdout) {
         const s = dec.decode(chunk, { stream: true });
         this.log?.(s);
-        this.buf += s.replaceAll("\r", "");
+        // Matching works on text without \r and without ANSI CSI sequences
+        // (colours, bracketed paste); an escape split across chunks waits.
+        raw += s;
+        const esc = raw.lastIndexOf("\x1b");
+        let keep = "";
+        if (esc >= 0 && !/^\x1b\[[0-9;?]*[@-~]/.test(raw.slice(esc)) && raw.length - esc < 32) {
+          keep = raw.slice(esc);
+          raw = raw.slice(0, esc);
+        }
+        this.buf += raw.replace(/\x1b\[[0-9;?]*[@-~]/g, "").replace(/\x1b[()][A-Z0-9]/g, "").replaceAll("\r", "");
+        raw = keep;
         this.notify();
       }
     })().catch(() => {});
@@ -213,7 +224,7 @@ export async function bootAndLogin(o: BootOptions): Promise<Session> {
     await con.waitFor(new RegExp(`^__SNFB${id}__\\n`, "m"), t, `start of "${cmd}"`);
     const start = con.pos;
     const end = await con.waitFor(new RegExp(`^__SNFE${id}__ (\\d+)$`, "m"), t, `end of "${cmd}"`);
-    return { code: Number(end[1]), output: con.buf.slice(start, end.index).replace(/\x1b\[\?2004[hl]/g, "") };
+    return { code: Number(end[1]), output: con.buf.slice(start, end.index) };
   };
   return {
     exec,

@@ -16,7 +16,7 @@ import { chmod, mkdir, readFile, readdir, rm, symlink, writeFile } from "node:fs
 import { join } from "node:path";
 
 /** Bump when the build steps change in a way that changes the image. */
-export const RECIPE_VERSION = 1;
+export const RECIPE_VERSION = 2;
 const ROOTFS_VERSION = 1;
 const MIRROR = "http://deb.debian.org/debian";
 
@@ -92,8 +92,10 @@ function hash(x: unknown): string {
 
 function basePackages(r: ImageRecipe): string[] {
   const dhcp = r.suite === "trixie" ? "dhcpcd-base" : "isc-dhcp-client";
-  const p = ["systemd-sysv", "udev", "openssh-server", "iproute2", "ifupdown", dhcp, "hostname"];
-  if (r.bootable) p.push("linux-image-amd64", "initramfs-tools");
+  // The kernel is always debootstrapped, so one debootstrap serves bootable and
+  // non-bootable recipes of a suite; non-bootable images purge it again (dpkg).
+  const p = ["systemd-sysv", "udev", "openssh-server", "iproute2", "ifupdown", dhcp, "hostname",
+    "linux-image-amd64", "initramfs-tools"];
   // no per-filesystem tools: every recipe of a suite shares one debootstrap
   // (the initramfs has the xfs/btrfs modules; add xfsprogs etc. via extraPackages)
   return [...new Set([...p, ...(r.extraPackages ?? [])])].sort();
@@ -320,6 +322,12 @@ async function assemble(
     await step("unpack rootfs", () =>
       sh(["sh", "-c", `zstd -q -dc '${rootfsTar}' | tar --numeric-owner --xattrs --xattrs-include='*' -C '${tree}' -xpf -`]),
     );
+    if (!n.bootable) {
+      await step("purge kernel (not bootable)", () =>
+        sh(["chroot", tree, "sh", "-c",
+          "dpkg --purge linux-image-amd64 $(dpkg-query -W -f='${Package}\\n' 'linux-image-[0-9]*')"]),
+      );
+    }
     const rootUuid = randomUUID();
     const bootUuid = n.separateBoot ? randomUUID() : undefined;
     await step("configure tree", () => configureTree(tree, r, rootUuid, n.rootFs, bootUuid));
@@ -413,7 +421,12 @@ export async function debianImage(r: ImageRecipe): Promise<DebianImage> {
   if (process.getuid?.() !== 0) throw new Error("building test images needs root (debootstrap, mkfs, chroot)");
   mkdirSync(cacheDir(), { recursive: true });
   sweepTemp();
-  return withLock(key, async () => (await readCached(dest)) ?? build(r, key, dest));
+  return withLock(key, async () => {
+    const again = await readCached(dest);
+    if (again) return again;
+    if (existsSync(dest)) Bun.spawnSync(["rm", "-rf", dest]); // not ours: no meta.json
+    return build(r, key, dest);
+  });
 }
 
 // ---------------------------------------------------------------- synthetic roots

@@ -11,6 +11,7 @@ import { SnfError } from "../../errors.ts";
 import { onCleanup } from "../../cleanup.ts";
 import { log } from "../../log.ts";
 import { O_CLOEXEC } from "../../disk/libc.ts";
+import { markFileBacked, unmarkFileBacked } from "../../disk/input.ts";
 import type { ImageSource, ResolveOptions, SourceKind } from "../source.ts";
 import { fdStream } from "./read-stream.ts";
 
@@ -82,7 +83,31 @@ export async function resolveLocal(id: string, o: ResolveOptions): Promise<Image
       async open(signal?: AbortSignal) {
         if (opened1) throw new Error(`image ${name} opened twice`);
         opened1 = true;
-        return fdStream(fd, close, signal);
+        // Lazy: nothing is read until the first pull, so that openImage and
+        // writeImage can take the file-backed fast path (pread into aligned
+        // buffers) instead; cancel closes the fd either way.
+        let inner: { read(): Promise<{ done: boolean; value?: Uint8Array }>; cancel(why?: unknown): Promise<void> } | null = null;
+        const s: ReadableStream<Uint8Array> = new ReadableStream<Uint8Array>(
+          {
+            async pull(c) {
+              if (!inner) unmarkFileBacked(s);
+              inner ??= fdStream(fd, close, signal).getReader();
+              try {
+                const r = await inner.read();
+                if (r.done || !r.value) c.close();
+                else c.enqueue(r.value);
+              } catch (e) {
+                c.error(e);
+              }
+            },
+            async cancel(why) {
+              if (inner) await inner.cancel(why).catch(() => {});
+              close();
+            },
+          },
+          { highWaterMark: 0 },
+        );
+        return markFileBacked(s, { fd, size: st.size });
       },
     };
   }

@@ -1,0 +1,115 @@
+/**
+ * doctor: which accelerator `create` would use and why (KVM usable or not),
+ * and a real test boot of the helper VM under it, timed.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { onCleanup } from "../cleanup.ts";
+import type { Config } from "../config.ts";
+import { errorMessage } from "../errors.ts";
+import { diskSerial, encodeParams, type HelperParamsInput, PROTOCOL_VERSION } from "../protocol.ts";
+import { type AccelProbe, decideAccel, probeHost } from "../vm/accel.ts";
+import { runHelperVm } from "../vm/qemu.ts";
+import type { HelperImage } from "./helper-check.ts";
+import { makeProbeDisk } from "./probe-disk.ts";
+import { type CheckOutcome, fail, ok, warn } from "./schema.ts";
+
+export interface AccelDecision {
+  outcome: CheckOutcome;
+  /** null: booting would hang or cannot start (the boot is skipped). */
+  accel: "kvm" | "tcg" | null;
+}
+
+/** Facts behind the decision, one line each (pure). */
+export function accelFacts(p: AccelProbe): string[] {
+  return [
+    `/dev/kvm: ${p.devKvmUsable ? "present and read-write" : "missing or not accessible"}`,
+    `CPU virtualization flags (vmx/svm): ${p.cpuHasVirt ? "yes" : "no"}`,
+    `kvm_pvm module: ${p.pvm ? "loaded (PVM: stock kernels hang or die under it)" : "not loaded"}`,
+  ];
+}
+
+/** The accel check from the HELPER_ACCEL setting and the host probe (pure). */
+export function judgeAccel(setting: Config["HELPER_ACCEL"], p: AccelProbe): AccelDecision {
+  const details = accelFacts(p);
+  let d: ReturnType<typeof decideAccel>;
+  try {
+    d = decideAccel(setting, p);
+  } catch (e) {
+    return { accel: null, outcome: fail(`HELPER_ACCEL=${setting}: ${errorMessage(e)}`, "set HELPER_ACCEL=auto (TCG is used where KVM is unusable)", { details }) };
+  }
+  if (d.warning) {
+    return {
+      accel: null,
+      outcome: fail(`HELPER_ACCEL=${setting}: ${d.warning}`, "set HELPER_ACCEL=auto so create falls back to TCG", { details, accel: d.accel }),
+    };
+  }
+  if (d.accel === "kvm") return { accel: "kvm", outcome: ok(`create uses KVM: ${d.reason}`, { details, accel: "kvm" }) };
+  if (setting === "tcg") return { accel: "tcg", outcome: ok(`create uses TCG (HELPER_ACCEL=tcg)`, { details, accel: "tcg" }) };
+  return {
+    accel: "tcg",
+    outcome: warn(`KVM unusable, create uses ${d.reason}; the helper runs ~10x slower`, "use a host with VT-x/AMD-V and the kvm_intel/kvm_amd module for fast deploys", { details, accel: "tcg" }),
+  };
+}
+
+export function checkAccel(config: Config): AccelDecision {
+  return judgeAccel(config.HELPER_ACCEL, probeHost());
+}
+
+/** The parameter document of the no-op test boot: read the disk, run no task. */
+export function probeParams(): HelperParamsInput {
+  return {
+    protocol: PROTOCOL_VERSION,
+    mode: "create",
+    hostname: "snf-image-doctor",
+    imgFormat: "diskdump",
+    properties: { EXCLUDE_ALL_TASKS: "yes", OSFAMILY: "linux", ROOT_PARTITION: "1" },
+    disks: [{ index: 0, serial: diskSerial(0) }],
+    now: Math.floor(Date.now() / 1000),
+  };
+}
+
+export async function checkHelperBoot(o: { config: Config; image: HelperImage; accel: "kvm" | "tcg"; signal?: AbortSignal }): Promise<CheckOutcome> {
+  const { config } = o;
+  const dir = fs.mkdtempSync(path.join(process.env.SNF_IMAGE_TMPDIR ?? os.tmpdir(), "snf-doctor-"));
+  fs.chmodSync(dir, 0o700);
+  const undo = onCleanup(`remove ${dir}`, () => fs.rmSync(dir, { recursive: true, force: true }));
+  const console: string[] = [];
+  try {
+    const disk = path.join(dir, "disk.raw");
+    await makeProbeDisk(disk);
+    const paramsFile = path.join(dir, "params.json");
+    fs.writeFileSync(paramsFile, encodeParams(probeParams()), { mode: 0o600 });
+    const outcome = await runHelperVm({
+      image: o.image,
+      disks: [{ path: disk, serial: diskSerial(0) }],
+      paramsFile,
+      accel: o.accel,
+      memoryMiB: config.HELPER_MEMORY,
+      user: config.HELPER_USER,
+      softTimeoutSec: config.HELPER_SOFT_TIMEOUT,
+      hardTimeoutSec: config.HELPER_HARD_TIMEOUT,
+      debug: false,
+      signal: o.signal,
+      onConsoleLine: (l) => {
+        console.push(l);
+        if (console.length > 20) console.shift();
+      },
+    });
+    const secs = (outcome.durationMs / 1000).toFixed(1);
+    const extra = { accel: o.accel, bootMs: outcome.durationMs, details: console.slice(-5).map((l) => `console: ${l}`) };
+    if (outcome.result?.ok) return ok(`helper VM booted and answered SUCCESS in ${secs} s under ${o.accel.toUpperCase()}`, extra);
+    if (outcome.timedOut)
+      return fail(`helper VM did not answer within HELPER_SOFT_TIMEOUT=${config.HELPER_SOFT_TIMEOUT} s under ${o.accel.toUpperCase()}`, o.accel === "kvm" ? "set HELPER_ACCEL=tcg and check /dev/kvm" : "raise HELPER_SOFT_TIMEOUT or rebuild the helper (snf-image-update-helper)", extra);
+    if (outcome.aborted) return fail("test boot cancelled", "run snf-image doctor again", extra);
+    if (outcome.result && !outcome.result.ok) return fail(`helper VM answered ERROR: ${outcome.result.error}`, "rebuild the helper (snf-image-update-helper); run with HELPER_DEBUG=yes for its console", extra);
+    const how = outcome.qemuError ? `qemu failed: ${outcome.qemuError}` : outcome.signal ? `qemu was killed by ${outcome.signal}` : `qemu exited with code ${outcome.exitCode} without a result`;
+    return fail(`helper VM test boot failed after ${secs} s: ${how}`, "check qemu, HELPER_USER and HELPER_MEMORY; rebuild the helper (snf-image-update-helper)", extra);
+  } catch (e) {
+    return fail(`helper VM test boot could not start: ${errorMessage(e)}`, "fix the cause named above", { accel: o.accel });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+    undo();
+  }
+}
