@@ -114,6 +114,7 @@ export async function runCustomization(o: {
   const tasks: { task: string; ms: number }[] = [];
   const outcome = await runHelperVm({
     image: o.image,
+    qemu: config.QEMU,
     disks: o.env.disks.filter((d) => d.path).map((d) => ({ path: d.path!, serial: diskSerial(d.index) })),
     paramsFile,
     accel: accel.accel,

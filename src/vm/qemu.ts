@@ -15,6 +15,7 @@ import os from "node:os";
 import path from "node:path";
 import type { Socket, UnixSocketListener } from "bun";
 import { onCleanup } from "../cleanup.ts";
+import { requireQemu } from "./qemu-bin.ts";
 import { SnfError } from "../errors.ts";
 import { log } from "../log.ts";
 import { FWCFG_PARAMS, type HelperResult, type MonitorEvent, TOOLS_DISK_SERIAL, oneLine, truncateBytes } from "../protocol.ts";
@@ -37,6 +38,8 @@ export interface HelperVmDisk {
 }
 
 export interface HelperVmOptions {
+  /** The qemu binary: a name on PATH or a path (config QEMU); default qemu-system-x86_64. */
+  qemu?: string;
   image: ReturnType<typeof loadHelperImage>;
   disks: HelperVmDisk[];
   paramsFile: string;
@@ -176,8 +179,7 @@ function listenChannel(file: string, onData: (b: Uint8Array) => void, onEnd: () 
 
 export async function runHelperVm(o: HelperVmOptions): Promise<HelperVmOutcome> {
   const started = performance.now();
-  const qemu = Bun.which(QEMU, { PATH: `${process.env.PATH ?? ""}:/usr/bin:/usr/local/bin` });
-  if (!qemu) throw new SnfError(`${QEMU} not found: install qemu-system-x86`);
+  const qemu = requireQemu(o.qemu ?? QEMU);
   const pst = fs.statSync(o.paramsFile, { throwIfNoEntry: false });
   if (!pst?.isFile()) throw new SnfError(`helper parameters file ${o.paramsFile} not found`);
   if (pst.mode & 0o077) throw new SnfError(`helper parameters file ${o.paramsFile} must not be readable by others (mode 0600)`);

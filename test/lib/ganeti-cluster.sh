@@ -10,6 +10,8 @@
 # loopback addresses: node 127.0.1.1, cluster 127.0.2.1, fake hypervisor,
 # file + blockdev disk templates, an ipolicy that accepts tiny disks and no NICs.
 # The OS search path includes /srv/ganeti/os (install providers there).
+# SNF_GNT_HYPERVISORS=fake,kvm also enables kvm (installs qemu-system-x86).
+# Logs: /var/log/ganeti/ (os/ has one file per OS script run).
 set -euo pipefail
 
 NODE=node1.snf.test

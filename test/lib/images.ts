@@ -414,6 +414,8 @@ async function readCached(dest: string): Promise<DebianImage | undefined> {
 
 /** Build (or take from the cache) a real Debian disk image for the recipe. */
 export async function debianImage(r: ImageRecipe): Promise<DebianImage> {
+  const minMiB = 512 + 2 + (r.separateBoot ? 256 : 0);
+  if ((r.sizeMiB ?? 2048) < minMiB) throw new Error(`sizeMiB ${r.sizeMiB} too small (at least ${minMiB})`);
   const key = recipeKey(r);
   const dest = join(cacheDir(), key);
   const hit = await readCached(dest);

@@ -120,7 +120,7 @@ describe("precedence: config file < OS parameters < config_url", () => {
     ["/list", /not a JSON object/],
   ])("config_url %s fails with one line and no credentials", async (path, re) => {
     const c = parseConfig("CONFIG_URL_MAX_BYTES=1024", null);
-    const err = await resolveParams(c, { img_id: "x", img_format: "diskdump", config_url: `${server.url}${path}` }).catch((e) => e as Error);
+    const err = (await resolveParams(c, { img_id: "x", img_format: "diskdump", config_url: `${server.url}${path}` }).catch((e) => e)) as Error;
     expect(err).toBeInstanceOf(Error);
     expect(err.message).toMatch(re);
     expect(err.message).not.toContain("pw@");
