@@ -10,9 +10,9 @@
  *
  *   bun bench/deploy.ts [--runs N]      (needs root and a built dist/)
  */
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { HELPER_DIR, OS_DIR, ganetiEnv, writeConfig } from "../test/lib/deploy.ts";
+import { HELPER_DIR, OS_DIR, ganetiEnv, writeConfig, placeImage } from "../test/lib/deploy.ts";
 import { debianImage } from "../test/lib/images.ts";
 
 const ORIGINAL = { endToEnd: 113.2, helper: 109.4, copy: 3.2 };
@@ -23,7 +23,7 @@ const img = await debianImage({ suite: "bookworm", label: "msdos", rootFs: "ext4
 const work = mkdtempSync("/var/tmp/snf-bench-deploy-");
 const images = join(work, "images");
 mkdirSync(images);
-cpSync(img.path, join(images, "bookworm"));
+placeImage(img.path, join(images, "bookworm"));
 const disk = join(work, "disk0");
 
 function freshDisk(): void {

@@ -15,7 +15,8 @@ import { loadHelperImage } from "./helper-image/load.ts";
 import { log } from "./log.ts";
 import type { Monitor } from "./monitor.ts";
 import type { DeployParams } from "./params.ts";
-import { diskSerial, encodeParams, type HelperParamsInput, type Nic } from "./protocol.ts";
+import type { HostKey } from "./hostkeys.ts";
+import { PROTOCOL_VERSION, diskSerial, encodeParams, type HelperParamsInput, type Nic } from "./protocol.ts";
 import { detectAccel } from "./vm/accel.ts";
 import { runHelperVm } from "./vm/qemu.ts";
 
@@ -54,10 +55,11 @@ export function helperParams(o: {
   config: Config;
   params?: DeployParams;
   hostProperties?: Record<string, string>;
+  hostKeys?: HostKey[];
 }): HelperParamsInput {
   const { env, config, params } = o;
   return {
-    protocol: 1,
+    protocol: PROTOCOL_VERSION,
     mode: o.mode,
     hostname: env.instance!.name,
     imgFormat: params?.imgFormat ?? "diskdump",
@@ -74,6 +76,7 @@ export function helperParams(o: {
     statelessDhcpv6Tags: config.STATELESS_DHCPV6_TAGS,
     defaultNicConfig: config.DEFAULT_NIC_CONFIG,
     disks: env.disks.filter((d) => d.path).map((d) => ({ index: d.index, serial: diskSerial(d.index) })),
+    hostKeys: o.hostKeys ?? [],
     debug: config.HELPER_DEBUG,
     cloudInitDebug: config.CLOUD_INIT_DEBUG,
     now: Math.floor(Date.now() / 1000),

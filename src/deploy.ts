@@ -7,10 +7,11 @@
  * Everything that can be checked before the disk is touched is checked first.
  */
 import type { Config } from "./config.ts";
-import { runCustomization, helperParams } from "./customize.ts";
+import { runCustomization, helperParams, mergeProperties, privateTempDir } from "./customize.ts";
 import { openTarget } from "./disk/target.ts";
 import { writeImage } from "./disk/writer.ts";
 import { SnfError } from "./errors.ts";
+import { generateHostKeys, type HostKey } from "./hostkeys.ts";
 import type { GanetiEnv } from "./ganeti/env.ts";
 import { loadHelperImage } from "./helper-image/load.ts";
 import { mbrPrefix, openImage } from "./image/format.ts";
@@ -47,6 +48,12 @@ export async function deploy(env: GanetiEnv, config: Config, monitor: Monitor, s
   const source = await resolveImageSource(params.imgId, { imageDir: config.IMAGE_DIR, format: params.imgFormat, maxRedirects: config.HTTP_MAX_REDIRECTS });
   log.info(`image ${source.display} (${params.imgFormat}${source.size !== null ? `, ${source.size} bytes` : ""}) → ${diskPath} (${target.kind}, ${target.size} bytes)`);
 
+  // SSH host keys are made natively while the image is copied (see hostkeys.ts).
+  const props = mergeProperties(HOST_PROPERTIES[params.imgFormat] ?? {}, params);
+  const keysWanted = !["EXCLUDE_ALL_TASKS", "EXCLUDE_MOUNTED_TASKS", "EXCLUDE_TASK_DELETESSHKEYS"].some((k) => isYes(props[k])) && !/^windows/i.test(props.OSFAMILY ?? "");
+  const keys: Promise<HostKey[]> = keysWanted ? generateHostKeys(privateTempDir("snf-image-keys-"), `root@${env.instance!.name}`) : Promise.resolve([]);
+  keys.catch(() => {});
+
   let copyMs = 0;
   let bytes = 0;
   let zeroBytes = 0;
@@ -72,7 +79,7 @@ export async function deploy(env: GanetiEnv, config: Config, monitor: Monitor, s
     log.info(`copied ${r.bytes} bytes in ${(r.ms / 1000).toFixed(2)} s (${r.zeroBytes} bytes zeroed without writing)`);
   }
 
-  const doc = helperParams({ mode: "create", env, config, params, hostProperties: HOST_PROPERTIES[params.imgFormat] });
+  const doc = helperParams({ mode: "create", env, config, params, hostProperties: HOST_PROPERTIES[params.imgFormat], hostKeys: await keys });
   const c = await runCustomization({ image, env, config, doc, monitor, signal });
   monitor.info("Image customization finished successfully.");
   return { copyMs, bytes, zeroBytes, helperMs: c.durationMs, tasks: c.tasks, accel: c.accel };
@@ -86,6 +93,12 @@ export async function renameGuest(env: GanetiEnv, config: Config, monitor: Monit
   const doc = helperParams({ mode: "rename", env, config });
   await runCustomization({ image, env, config, doc, monitor, signal });
   log.info(`guest hostname changed from ${env.instance!.oldName} to ${env.instance!.name}`);
+}
+
+/** The original's yes/no rule for a property that switches something off. */
+function isYes(v: string | undefined): boolean {
+  if (v === undefined) return false;
+  return !["", "no", "false", "off", "0"].includes(v.trim().toLowerCase());
 }
 
 export function assertNever(x: never): never {

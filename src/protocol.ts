@@ -20,7 +20,7 @@
  */
 import * as v from "valibot";
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** fw_cfg item that carries the parameters (opt/ prefix is required by qemu). */
 export const FWCFG_PARAMS = "opt/snf-image/params";
@@ -97,6 +97,16 @@ export const HelperParamsSchema = v.object({
   statelessDhcpv6Tags: v.optional(v.array(v.string()), []),
   defaultNicConfig: v.optional(v.string(), "dhcp"),
   disks: v.pipe(v.array(HelperDiskSchema), v.minLength(1)),
+  /**
+   * Fresh SSH host keys made on the host (natively, while the image is
+   * copied) so the helper need not run RSA key generation under emulation.
+   * The helper installs the types the image's sshd wants and makes any other
+   * type itself.
+   */
+  hostKeys: v.optional(
+    v.array(v.object({ type: v.picklist(["ed25519", "ecdsa", "rsa"]), privateKey: v.string(), publicKey: v.string() })),
+    [],
+  ),
   debug: v.optional(v.boolean(), false),
   cloudInitDebug: v.optional(v.boolean(), false),
   /** Seconds since the epoch on the host, for timestamps the guest writes. */

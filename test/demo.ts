@@ -6,9 +6,9 @@
  *
  *   bun run test/demo.ts            (after `bash test/run.sh setup`)
  */
-import { cpSync, existsSync, mkdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { runCreate } from "./lib/deploy.ts";
+import { runCreate, placeImage } from "./lib/deploy.ts";
 import { debianImage } from "./lib/images.ts";
 import { mountDisk, shadowHash, verifyCrypt } from "./lib/inspect.ts";
 
@@ -20,7 +20,7 @@ const img = await debianImage({ suite: "bookworm", label: "msdos", rootFs: "ext4
 
 rmSync(work, { recursive: true, force: true });
 mkdirSync(join(work, "images"), { recursive: true });
-cpSync(img.path, join(work, "images", "debian-bookworm.diskdump"));
+placeImage(img.path, join(work, "images", "debian-bookworm.diskdump"));
 const disk = join(work, "vm1-disk0.img");
 Bun.spawnSync(["truncate", "-s", "4G", disk]);
 

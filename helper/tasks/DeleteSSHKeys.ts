@@ -4,7 +4,10 @@
  * names, then generate fresh ones with the helper's own ssh-keygen (never a
  * binary from the image). Key types: SSH_HOST_KEY_TYPES property (e.g.
  * "ed25519 rsa"), else the types the HostKey lines name, else ed25519, ecdsa
- * and rsa. Private keys 0600, public 0644, root-owned; never logged.
+ * and rsa. Keys of those types made by the host for this deployment
+ * (params.hostKeys, generated natively while the image was copied) are used
+ * as they are; any other type is generated here. Private keys 0600, public
+ * 0644, root-owned; never logged.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -65,6 +68,14 @@ export async function deleteSshKeys(ctx: TaskContext): Promise<void> {
   try {
     for (const k of plan) {
       const t0 = performance.now();
+      const given = ctx.params.hostKeys.find((h) => h.type === k.type);
+      if (given) {
+        mkdirIn(ctx.root, path.posix.dirname(k.path));
+        writeFileIn(ctx.root, k.path, given.privateKey, { mode: 0o600, uid: 0, gid: 0 });
+        writeFileIn(ctx.root, `${k.path}.pub`, given.publicKey, { mode: 0o644, uid: 0, gid: 0 });
+        ctx.info(`new ${k.type} host key ${k.path} (made on the host for this deployment)`);
+        continue;
+      }
       const tmp = path.join(work, `key_${k.type}`);
       const cmd = ["ssh-keygen", "-q", "-t", k.type, "-N", "", "-C", `root@${ctx.params.hostname}`, "-f", tmp];
       if (k.type === "rsa") cmd.push("-b", "3072");

@@ -4,10 +4,10 @@
  * root and as a USERS user; check from inside the running guest.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { cpSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { bootAndLogin } from "../lib/boot.ts";
-import { runCreate } from "../lib/deploy.ts";
+import { runCreate, placeImage } from "../lib/deploy.ts";
 import { debianImage, type DebianImage, type Suite } from "../lib/images.ts";
 import { mountDisk } from "../lib/inspect.ts";
 
@@ -40,7 +40,7 @@ describe.each(suites)("deployed %s guest boots", (suite) => {
       const template = templateFacts(img);
       const imageDir = join(work, suite);
       mkdirSync(imageDir, { recursive: true });
-      cpSync(img.path, join(imageDir, "img"));
+      placeImage(img.path, join(imageDir, "img"));
       const disk = join(work, `${suite}.disk`);
       Bun.spawnSync(["truncate", "-s", "4G", disk]);
       const r = await runCreate({

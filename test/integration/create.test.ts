@@ -4,10 +4,10 @@
  * block device disks; then the disk is checked from outside the helper.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { HELPER_DIR, runCreate, type CreateSpec } from "../lib/deploy.ts";
+import { HELPER_DIR, runCreate, type CreateSpec, placeImage } from "../lib/deploy.ts";
 import { debianImage, type DebianImage } from "../lib/images.ts";
 import { mountDisk, shadowHash, verifyCrypt } from "../lib/inspect.ts";
 
@@ -49,8 +49,8 @@ beforeAll(async () => {
   mkdirSync(imageDir);
   msdos = await debianImage({ suite: "bookworm", label: "msdos", rootFs: "ext4" });
   gpt = await debianImage({ suite: "bookworm", label: "gpt", rootFs: "ext4" });
-  cpSync(msdos.path, join(imageDir, "bookworm-msdos"));
-  cpSync(gpt.path, join(imageDir, "bookworm-gpt-x86_64.diskdump")); // the seed's legacy naming
+  placeImage(msdos.path, join(imageDir, "bookworm-msdos"));
+  placeImage(gpt.path, join(imageDir, "bookworm-gpt-x86_64.diskdump")); // the seed's legacy naming
 }, 1_800_000);
 
 afterAll(() => {
@@ -123,16 +123,17 @@ describe("bad input and faults: one line, non-zero, nothing left behind", () => 
     osp: { img_id: "bookworm-msdos", img_format: "diskdump", img_passwd: PASSWORD, ...patch.osp },
   });
 
-  const cases: [string, () => Partial<CreateSpec> & { osp?: Record<string, string> }, RegExp, boolean?][] = [
-    ["missing image", () => ({ osp: { img_id: "no-such-image" } }), /image no-such-image not found/],
-    ["image escaping IMAGE_DIR", () => ({ osp: { img_id: "../../etc/passwd" } }), /outside|not found|IMAGE_DIR/],
-    ["image larger than the disk", () => ({ disks: [freshDisk("small-disk", "100M")] }), /does not fit/],
-    ["DISK_0_PATH missing", () => ({ disks: [join(work, "nonexistent")] }), /does not exist/],
-    ["API version 15", () => ({ extraEnv: { OS_API_VERSION: "15" } }), /API version "15" is not supported/],
-    ["missing img_id", () => ({ osp: { img_id: "" } }), /img_id: missing/],
-    ["no helper built", () => ({ config: { HELPER_DIR: join(work, "no-helper") } }), /helper image not found/],
-    ["helper of another protocol", () => ({ config: { HELPER_DIR: otherHelper() } }), /protocol/],
-    ["qemu missing", () => ({ config: { QEMU: "/nonexistent/qemu" } }), /qemu.*not found/],
+  // Every row has all four fields: bun passes a done callback in place of a missing one.
+  const cases: [string, () => Partial<CreateSpec> & { osp?: Record<string, string> }, RegExp, boolean][] = [
+    ["missing image", () => ({ osp: { img_id: "no-such-image" } }), /image no-such-image not found/, false],
+    ["image escaping IMAGE_DIR", () => ({ osp: { img_id: "../../etc/passwd" } }), /outside|not found|IMAGE_DIR/, false],
+    ["image larger than the disk", () => ({ disks: [freshDisk("small-disk", "100M")] }), /does not fit/, false],
+    ["DISK_0_PATH missing", () => ({ disks: [join(work, "nonexistent")] }), /does not exist/, false],
+    ["API version 15", () => ({ extraEnv: { OS_API_VERSION: "15" } }), /API version "15" is not supported/, false],
+    ["missing img_id", () => ({ osp: { img_id: "" } }), /img_id: missing/, false],
+    ["no helper built", () => ({ config: { HELPER_DIR: join(work, "no-helper") } }), /helper image not found/, false],
+    ["helper of another protocol", () => ({ config: { HELPER_DIR: otherHelper() } }), /protocol/, false],
+    ["qemu missing", () => ({ config: { QEMU: "/nonexistent/qemu" } }), /qemu.*not found/, false],
     ["helper soft timeout", () => ({ config: { HELPER_SOFT_TIMEOUT: "2" } }), /HELPER_SOFT_TIMEOUT=2 s/, true],
     ["helper reports an error", () => ({ osp: { inst_properties: '{"USERS":"root nosuchuser"}' } }), /customization failed: .*nosuchuser/, true],
     [

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { encodeParams, type HelperParamsInput } from "../../src/protocol.ts";
+import { PROTOCOL_VERSION, encodeParams, type HelperParamsInput } from "../../src/protocol.ts";
 import { helperMain } from "../../helper/main.ts";
 import { mountsUnder } from "../../helper/lib/mount.ts";
 import { verifyPassword } from "../../helper/lib/crypt.ts";
@@ -84,7 +84,7 @@ function runEnv(dev: string, params: Partial<HelperParamsInput>) {
   const dir = fs.mkdtempSync(path.join(work, "run-"));
   fs.writeFileSync(
     path.join(dir, "params"),
-    encodeParams({ protocol: 1, mode: "create", hostname: "vm1.example.org", imgFormat: "diskdump", properties: {}, disks: [{ index: 0, serial: "snf-disk0" }], now: 1_700_000_000, ...params }),
+    encodeParams({ protocol: PROTOCOL_VERSION, mode: "create", hostname: "vm1.example.org", imgFormat: "diskdump", properties: {}, disks: [{ index: 0, serial: "snf-disk0" }], now: 1_700_000_000, ...params }),
   );
   return {
     dir,

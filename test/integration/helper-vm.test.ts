@@ -11,7 +11,7 @@ import path from "node:path";
 import { buildHelperImage } from "../../src/helper-image/build.ts";
 import { loadHelperImage } from "../../src/helper-image/load.ts";
 import { type HelperVmOptions, runHelperVm } from "../../src/vm/qemu.ts";
-import { encodeParams, type MonitorEvent } from "../../src/protocol.ts";
+import { PROTOCOL_VERSION, encodeParams, type MonitorEvent } from "../../src/protocol.ts";
 
 const work = fs.mkdtempSync(path.join(process.env.SNF_TEST_TMP ?? "/var/tmp", "snf-helper-vm-test-"));
 const outDir = path.join(work, "helper");
@@ -35,7 +35,7 @@ afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 function paramsFile(mode: string): string {
   const f = path.join(work, `params-${mode}.json`);
   const text = encodeParams({
-    protocol: 1, mode: "create", hostname: `fixture-${mode}`, imgFormat: "diskdump",
+    protocol: PROTOCOL_VERSION, mode: "create", hostname: `fixture-${mode}`, imgFormat: "diskdump",
     properties: { FIXTURE_MODE: mode }, disks: [{ index: 0, serial: "snf-disk0" }],
   });
   fs.writeFileSync(f, text, { mode: 0o600 });

@@ -114,3 +114,11 @@ export async function runOsScript(spec: CreateSpec): Promise<ScriptRun> {
 export function runCreate(spec: CreateSpec): Promise<ScriptRun> {
   return runOsScript({ ...spec, script: "create" });
 }
+
+/** Put a cached image into an IMAGE_DIR: a hard link where possible, else a sparse copy. */
+export function placeImage(src: string, dest: string): void {
+  const ln = Bun.spawnSync(["ln", "-f", src, dest], { stderr: "pipe" });
+  if (ln.exitCode === 0) return;
+  const cp = Bun.spawnSync(["cp", "--sparse=always", src, dest], { stderr: "pipe" });
+  if (cp.exitCode !== 0) throw new Error(`cannot copy ${src} to ${dest}: ${cp.stderr.toString().trim()}`);
+}

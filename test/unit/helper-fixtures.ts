@@ -6,7 +6,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { decodeParams, encodeParams, type HelperParamsInput } from "../../src/protocol.ts";
+import { PROTOCOL_VERSION, decodeParams, encodeParams, type HelperParamsInput } from "../../src/protocol.ts";
 import { makeProps } from "../../helper/props.ts";
 import { run } from "../../helper/lib/exec.ts";
 import type { OsInfo, TaskContext } from "../../helper/task.ts";
@@ -67,7 +67,7 @@ export interface FakeCtx extends TaskContext {
 export function fakeCtx(fr: FakeRoot, p: Partial<HelperParamsInput> = {}, os_: Partial<OsInfo> = {}): FakeCtx {
   const params = decodeParams(
     encodeParams({
-      protocol: 1,
+      protocol: PROTOCOL_VERSION,
       mode: "create",
       hostname: "vm1.example.org",
       imgFormat: "diskdump",

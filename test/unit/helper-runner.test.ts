@@ -3,7 +3,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { decodeMonitor, encodeParams, MONITOR_MAX_LINES, type MonitorEvent } from "../../src/protocol.ts";
+import { PROTOCOL_VERSION, decodeMonitor, encodeParams, MONITOR_MAX_LINES, type MonitorEvent } from "../../src/protocol.ts";
 import { makeProps } from "../../helper/props.ts";
 import { openChannels } from "../../helper/channels.ts";
 import { runTasks, skipReason } from "../../helper/runner.ts";
@@ -116,7 +116,7 @@ describe("helperMain", () => {
     };
   }
   const params = (props: Record<string, string> = {}) =>
-    encodeParams({ protocol: 1, mode: "create", hostname: "vm1", imgFormat: "diskdump", properties: props, disks: [{ index: 0, serial: "snf-disk0" }], password: "TopSecret" });
+    encodeParams({ protocol: PROTOCOL_VERSION, mode: "create", hostname: "vm1", imgFormat: "diskdump", properties: props, disks: [{ index: 0, serial: "snf-disk0" }], password: "TopSecret" });
 
   test("bad parameter document → one ERROR line, nothing left in TMPDIR", async () => {
     const e = env();
