@@ -51,8 +51,13 @@ export async function deploy(env: GanetiEnv, config: Config, monitor: Monitor, s
   // SSH host keys are made natively while the image is copied (see hostkeys.ts).
   const props = mergeProperties(HOST_PROPERTIES[params.imgFormat] ?? {}, params);
   const keysWanted = !["EXCLUDE_ALL_TASKS", "EXCLUDE_MOUNTED_TASKS", "EXCLUDE_TASK_DELETESSHKEYS"].some((k) => isYes(props[k])) && !/^windows/i.test(props.OSFAMILY ?? "");
-  const keys: Promise<HostKey[]> = keysWanted ? generateHostKeys(privateTempDir("snf-image-keys-"), `root@${env.instance!.name}`) : Promise.resolve([]);
-  keys.catch(() => {});
+  const startHostKeys = (): Promise<HostKey[]> => {
+    if (!keysWanted) return Promise.resolve([]);
+    const p = generateHostKeys(privateTempDir("snf-image-keys-"), `root@${env.instance!.name}`);
+    p.catch(() => {});
+    return p;
+  };
+  let keys: Promise<HostKey[]> | null = null;
 
   let copyMs = 0;
   let bytes = 0;
@@ -63,6 +68,12 @@ export async function deploy(env: GanetiEnv, config: Config, monitor: Monitor, s
     const opened = await openImage(source, signal);
     if (opened.compression) log.info(`image is ${opened.compression}-compressed: decompressing on the fly`);
     const prefix = params.imgFormat === "diskdump" ? undefined : await mbrPrefix(params.imgFormat, opened.size, target.size);
+    const need = opened.size === null ? null : opened.size + (prefix?.length ?? 0);
+    if (need !== null && need > target.size) {
+      await opened.stream.cancel().catch(() => {});
+      throw new SnfError(`image ${source.display} (${need} bytes${prefix ? " with its 1 MiB prefix" : ""}) does not fit disk ${diskPath} (${target.size} bytes)`);
+    }
+    keys = startHostKeys();
     monitor.info("Starting image copy...");
     const total = opened.size !== null ? opened.size + (prefix?.length ?? 0) : target.size;
     const r = await writeImage(opened.stream, diskPath, {
@@ -79,7 +90,7 @@ export async function deploy(env: GanetiEnv, config: Config, monitor: Monitor, s
     log.info(`copied ${r.bytes} bytes in ${(r.ms / 1000).toFixed(2)} s (${r.zeroBytes} bytes zeroed without writing)`);
   }
 
-  const doc = helperParams({ mode: "create", env, config, params, hostProperties: HOST_PROPERTIES[params.imgFormat], hostKeys: await keys });
+  const doc = helperParams({ mode: "create", env, config, params, hostProperties: HOST_PROPERTIES[params.imgFormat], hostKeys: await (keys ?? startHostKeys()) });
   const c = await runCustomization({ image, env, config, doc, monitor, signal });
   monitor.info("Image customization finished successfully.");
   return { copyMs, bytes, zeroBytes, helperMs: c.durationMs, tasks: c.tasks, accel: c.accel };

@@ -17,6 +17,10 @@ import path from "node:path";
 import * as v from "valibot";
 import { buildDebs } from "../../packaging/build-deb.ts";
 import { DoctorReportSchema } from "../../src/doctor/schema.ts";
+import { placeImage } from "../lib/deploy.ts";
+import { addArgs, clusterUp, gnt, instanceDiskDir } from "../lib/ganeti.ts";
+import { debianImage } from "../lib/images.ts";
+import { mountDisk, shadowHash, verifyCrypt } from "../lib/inspect.ts";
 
 const ROOT = path.resolve(import.meta.dir, "../..");
 const PACKAGES = ["snf-image-helper", "snf-image-host"];
@@ -120,6 +124,35 @@ describe.skipIf(!isRoot)("Debian packages: install, update helper, doctor, purge
     expect(fs.readFileSync("/etc/snf-image/snf-image.conf", "utf8")).toContain('HELPER_MEMORY="384"');
     expect(await status("snf-image-host")).toBe("ii");
   }, 600_000);
+
+  test("real Ganeti deploys with only what the packages installed", async () => {
+    // Ganeti searches /srv/ganeti/os first: nothing of the build tree may shadow the package.
+    expect(fs.existsSync("/srv/ganeti/os/snf-image")).toBe(false);
+    const img = await debianImage({ suite: "bookworm", label: "msdos", rootFs: "ext4" });
+    const imagePath = "/var/lib/snf-image/bookworm"; // the packaged default IMAGE_DIR
+    placeImage(img.path, imagePath);
+    const name = "deb1.snf.test";
+    try {
+      await clusterUp();
+      const diag = await gnt(["os", "diagnose"]);
+      expect(diag.stdout).toMatch(/snf-image.*valid/);
+      const add = await gnt(addArgs({ os: "snf-image+default", instance: name, sizeMiB: 3072, params: { img_id: "bookworm", img_format: "diskdump", img_passwd: "deb-Pw-1" } }));
+      if (add.code !== 0) console.log(add.stdout + add.stderr);
+      expect(add.code).toBe(0);
+      const dir = instanceDiskDir(name);
+      const disk = path.join(dir, fs.readdirSync(dir).find((f) => f.endsWith(".disk0"))!);
+      const m = mountDisk(disk, img.rootPartition);
+      try {
+        expect(m.read("/etc/hostname").trim()).toBe(name);
+        expect(verifyCrypt("deb-Pw-1", shadowHash(m.read("/etc/shadow"), "root")!)).toBe(true);
+      } finally {
+        m.close();
+      }
+    } finally {
+      await gnt(["instance", "remove", "-f", "--ignore-failures", name]);
+      fs.rmSync(imagePath, { force: true });
+    }
+  }, 1_800_000);
 
   test("dpkg --purge both leaves nothing behind", async () => {
     const r = await sh(["dpkg", "--purge", ...PACKAGES]);
