@@ -17,7 +17,7 @@ export type MonitorMessage =
 export interface Monitor {
   send(m: MonitorMessage): void;
   info(text: string): void;
-  /** Copy progress, throttled to one message every `intervalMs` (the last one always goes). */
+  /** Copy progress, throttled to one message every `intervalMs`; the final one always goes and has total = position. */
   copyProgress(position: number, total: number, final?: boolean): void;
   helperEvent(e: MonitorEvent): void;
   close(): Promise<void>;
@@ -43,6 +43,11 @@ export function openMonitor(o: { program: string; instance: string; intervalMs?:
   const write =
     o.write ??
     ((line: string) => {
+      if (proc && !broken && (proc.exitCode !== null || proc.signalCode !== null)) {
+        // Writes into the pipe of a program that is gone vanish without an error.
+        broken = true;
+        log.warn(`PROGRESS_MONITOR exited (${proc.exitCode ?? proc.signalCode}); progress goes to the log`);
+      }
       if (proc && !broken) {
         try {
           const sink = proc.stdin as import("bun").FileSink;
@@ -66,6 +71,9 @@ export function openMonitor(o: { program: string; instance: string; intervalMs?:
       const now = Date.now();
       if (!final && now - lastProgress < interval) return;
       lastProgress = now;
+      // The end of the copy is 100 %, also when the total was only an estimate
+      // (a compressed or chunked image is measured against the disk size).
+      if (final) total = position;
       const progress = total > 0 ? Math.round((position / total) * 10000) / 100 : 100;
       send({ type: "image-copy-progress", position, total, progress });
     },

@@ -13,7 +13,7 @@ DEBIAN_PACKAGES=(
   busybox-static cpio kmod xz-utils    # helper initramfs, kernel modules, vmlinux extraction
   e2fsprogs fdisk gdisk util-linux xfsprogs btrfs-progs ntfs-3g dosfstools  # helper tools
   openssh-client whois syslinux-common zstd gzip   # ssh-keygen, mkpasswd, MBR code, decompressors
-  debootstrap binutils expect socat curl ca-certificates  # test images and harnesses
+  debootstrap binutils expect socat curl ca-certificates lintian  # test images, harnesses, package checks
 )
 
 log() { printf '[setup %(%T)T] %s\n' -1 "$*"; }

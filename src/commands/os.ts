@@ -37,6 +37,11 @@ async function create(signal: AbortSignal): Promise<void> {
 
 async function rename(signal: AbortSignal): Promise<void> {
   const env = parseGanetiEnv("rename");
+  if (env.instance!.oldName === env.instance!.name) {
+    // Ganeti also calls rename after every import, with the same name: leave the disk untouched.
+    log.info(`instance name ${env.instance!.name} is unchanged: nothing to rename`);
+    return;
+  }
   const config = loadConfig();
   setDebug(config.IMAGE_DEBUG || env.debugLevel > 0);
   const monitor = openMonitor({ program: config.PROGRESS_MONITOR, instance: env.instance!.name });

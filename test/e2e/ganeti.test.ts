@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { HELPER_DIR, OS_DIR, placeImage } from "../lib/deploy.ts";
-import { addArgs, clusterUp, gnt, gntOk, installOs, instanceDiskDir, lastOsLog, NODE } from "../lib/ganeti.ts";
+import { addArgs, osParamValue, clusterUp, gnt, gntOk, installOs, instanceDiskDir, lastOsLog, NODE } from "../lib/ganeti.ts";
 import { debianImage, type DebianImage } from "../lib/images.ts";
 import { mountDisk, shadowHash, verifyCrypt } from "../lib/inspect.ts";
 
@@ -89,7 +89,7 @@ describe("real Ganeti drives snf-image", () => {
     expect(log?.text).toContain("deployed in");
     expect(log?.text).not.toContain("first-Pw1");
 
-    const re = await gnt(["instance", "reinstall", "-f", "-O", `img_id=bookworm,img_format=diskdump,img_passwd=second-Pw2,img_personality=${personality}`, name]);
+    const re = await gnt(["instance", "reinstall", "-f", "-O", `img_id=bookworm,img_format=diskdump,img_passwd=second-Pw2,img_personality=${osParamValue(personality)}`, name]);
     if (re.code !== 0) console.log(re.stdout + re.stderr);
     expect(re.code).toBe(0);
     check(name, "second-Pw2");
@@ -122,7 +122,7 @@ describe("real Ganeti drives snf-image", () => {
   test("gnt-backup export then import gives an identical disk", async () => {
     const name = "vm-exp.snf.test";
     instances.push(name);
-    const add = await gnt(addArgs({ os: OS, instance: name, sizeMiB: 3072, params: { img_id: "bookworm", img_format: "diskdump", img_passwd: "exp-Pw3", img_personality: personality } }));
+    const add = await gnt(addArgs({ os: OS, instance: name, sizeMiB: 2048, params: { img_id: "bookworm", img_format: "diskdump", img_passwd: "exp-Pw3", img_personality: personality } }));
     expect(add.code).toBe(0);
     const sum = (f: string) => Bun.spawnSync(["sha256sum", f], { stdout: "pipe" }).stdout.toString().split(" ")[0];
     const before = sum(diskOf(name));
@@ -134,7 +134,7 @@ describe("real Ganeti drives snf-image", () => {
     // Same name: Ganeti runs no rename after the import, so the bytes must match exactly.
     const im = await gnt([
       "backup", "import", "-n", NODE, `--src-node=${NODE}`, `--src-dir=/var/lib/ganeti/export/${name}`, "-t", "file",
-      "--disk", "0:size=3072M", "--no-nics", "--no-name-check", "--no-ip-check", "--no-start", name,
+      "--disk", "0:size=2048M", "--no-nics", "--no-name-check", "--no-ip-check", name,
     ]);
     if (im.code !== 0) console.log(im.stdout + im.stderr);
     expect(im.code).toBe(0);

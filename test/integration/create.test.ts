@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { HELPER_DIR, runCreate, type CreateSpec, placeImage } from "../lib/deploy.ts";
+import { HELPER_DIR, OS_DIR, ganetiEnv, runCreate, writeConfig, type CreateSpec, placeImage } from "../lib/deploy.ts";
 import { debianImage, type DebianImage } from "../lib/images.ts";
 import { mountDisk, shadowHash, verifyCrypt } from "../lib/inspect.ts";
 
@@ -169,5 +169,31 @@ describe("bad input and faults: one line, non-zero, nothing left behind", () => 
     expect(tempLeftovers().length).toBe(before.tmp);
     expect(loopDevices()).toBe(before.loops);
     if (!touchesDisk) expect(r.output).not.toContain("Starting image copy");
+  }, 600_000);
+});
+
+describe("Ganeti cancelling the job", () => {
+  test("SIGTERM while the helper VM runs: the VM is killed, one line, nothing left behind", async () => {
+    const disk = freshDisk("cancel-disk");
+    const before = tempLeftovers().length;
+    const cfg = writeConfig(work, { IMAGE_DIR: imageDir, HELPER_DIR, HELPER_SOFT_TIMEOUT: "300" });
+    const env = ganetiEnv({ disks: [disk], osp: { img_id: "bookworm-msdos", img_format: "diskdump", img_passwd: PASSWORD } }, cfg);
+    const p = Bun.spawn([join(OS_DIR, "create")], { cwd: OS_DIR, env, stdout: "pipe", stderr: "pipe" });
+    let err = "";
+    const reader = (async () => {
+      const dec = new TextDecoder();
+      for await (const chunk of p.stderr as unknown as AsyncIterable<Uint8Array>) {
+        err += dec.decode(chunk);
+        if (err.includes("helper VM:") && qemuPids().length > 0 && !p.killed) p.kill("SIGTERM");
+      }
+    })();
+    const code = await p.exited;
+    await reader;
+    const last = err.trimEnd().split("\n").pop() ?? "";
+    expect(code).not.toBe(0);
+    expect(last).toMatch(/^snf-image create: ERROR: .*cancelled/);
+    await Bun.sleep(500);
+    expect(qemuPids()).toEqual([]);
+    expect(tempLeftovers().length).toBe(before);
   }, 600_000);
 });

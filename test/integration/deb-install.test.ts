@@ -70,6 +70,15 @@ afterAll(async () => {
 }, 300_000);
 
 describe.skipIf(!isRoot)("Debian packages: install, update helper, doctor, purge", () => {
+  test("lintian: no errors on either package (warnings are explained in docs/packaging.md)", async () => {
+    const r = await sh(["lintian", "--no-tag-display-limit", debs.host, debs.helper]);
+    const lines = (r.stdout + r.stderr).split("\n").filter(Boolean);
+    console.log(lines.join("\n"));
+    expect(lines.filter((l) => l.startsWith("E:"))).toEqual([]);
+    const explained = fs.readFileSync(path.join(ROOT, "docs/packaging.md"), "utf8");
+    for (const w of lines.filter((l) => l.startsWith("W:"))) expect(explained).toContain(w.split(" ")[2]!);
+  }, 900_000);
+
   test("dpkg -i both + apt-get -f install: configured, files in place, helper built by postinst", async () => {
     weInstalled = true;
     const i = await sh(["dpkg", "-i", debs.host, debs.helper]);

@@ -90,9 +90,17 @@ export async function gntOk(args: string[]): Promise<string> {
   return r.stdout;
 }
 
+/** Escape a value for Ganeti's -O key=val,key=val syntax. */
+export function osParamValue(v: string): string {
+  return v.replace(/\\/g, "\\\\").replace(/,/g, "\\,");
+}
+
 /** `gnt-instance add` with the flags a loopback single-node cluster needs. */
 export function addArgs(o: { os: string; instance: string; sizeMiB?: number; params?: Record<string, string>; template?: "file" }): string[] {
-  const params = Object.entries(o.params ?? {}).flatMap(([k, v]) => ["-O", `${k}=${v}`]);
+  // One -O option (a second one replaces the first); commas and backslashes in values escaped the
+  // way Ganeti's key=val parser (UnescapeAndSplit) expects.
+  const kv = Object.entries(o.params ?? {}).map(([k, v]) => `${k}=${osParamValue(v)}`);
+  const params = kv.length ? ["-O", kv.join(",")] : [];
   return [
     "instance", "add", "-o", o.os, "-t", o.template ?? "file", "--disk", `0:size=${o.sizeMiB ?? 64}M`,
     ...params, "--no-start", "--no-name-check", "--no-ip-check", "--no-nics", "-n", NODE, o.instance,

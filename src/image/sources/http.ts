@@ -48,7 +48,9 @@ function split(raw: string): Target {
 
 function reason(e: unknown): string {
   const code = (e as { code?: string })?.code;
-  return code ? `${code}: ${errorMessage(e)}` : errorMessage(e);
+  // Bun's fetch errors carry the code in the message already and end with a hint meant for developers.
+  const msg = errorMessage(e).replace(/\s*For more information, pass `verbose: true`.*$/s, "").replace(/\.$/, "");
+  return code && !msg.startsWith(code) ? `${code}: ${msg}` : msg;
 }
 
 /** fetch with hand-made bounded redirects; returns a 2xx response or throws SnfError. */
@@ -156,10 +158,12 @@ export async function resolveHttp(id: string, o: ResolveOptions): Promise<ImageS
     probe = await request(start, "GET", maxRedirects);
     pending = probe.res;
   }
-  const size = lengthOf(probe.res);
+  // A HEAD reply for a chunked resource often says "content-length: 0": not a size.
+  const headLen = lengthOf(probe.res);
+  const size = pending === null && headLen === 0 ? null : headLen;
   const final = probe.final;
   const display = safeUrl(start.url);
-  return {
+  const source: ImageSource = {
     kind: "http",
     display,
     size,
@@ -172,10 +176,14 @@ export async function resolveHttp(id: string, o: ResolveOptions): Promise<ImageS
         await res.body?.cancel().catch(() => {});
         throw new SnfError(`image URL ${display} changed size (${size} then ${len} bytes)`);
       }
+      // The GET decides: a HEAD answer may carry a length (often 0) that a
+      // chunked GET body does not have.
+      source.size = len;
       if (!res.body) return new ReadableStream<Uint8Array>({ start: (c) => c.close() });
       return checked(res.body, len, display);
     },
   };
+  return source;
 }
 
 export const httpSource: SourceKind = {
