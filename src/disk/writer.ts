@@ -148,7 +148,8 @@ export async function writeImage(
   }
   const total = o.expectedSize == null ? null : prefix.length + o.expectedSize;
   const tooBig = (n: number) =>
-    new SnfError(`image (${n} bytes${prefix.length ? " with its 1 MiB prefix" : ""}) does not fit disk ${targetPath} (${target.size} bytes)`);
+    // With the size unknown up front (compressed, chunked) n is only how far the copy got.
+    new SnfError(`image (${total === null ? `more than ${target.size}` : n} bytes${prefix.length ? " with its 1 MiB prefix" : ""}) does not fit disk ${targetPath} (${target.size} bytes)`);
   if (total !== null && total > target.size) {
     await src.cancel().catch(() => {});
     throw tooBig(total);

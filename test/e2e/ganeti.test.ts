@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { HELPER_DIR, OS_DIR, placeImage } from "../lib/deploy.ts";
-import { addArgs, osParamValue, clusterUp, gnt, gntOk, installOs, instanceDiskDir, lastOsLog, NODE } from "../lib/ganeti.ts";
+import { addArgs, osParamValue, clusterDown, clusterUp, gnt, gntOk, installOs, instanceDiskDir, lastOsLog, NODE } from "../lib/ganeti.ts";
 import { debianImage, type DebianImage } from "../lib/images.ts";
 import { mountDisk, shadowHash, verifyCrypt } from "../lib/inspect.ts";
 
@@ -68,6 +68,8 @@ afterAll(async () => {
   rmSync(CONF, { force: true });
   if (savedConf) renameSync(savedConf, CONF);
   if (work) rmSync(work, { recursive: true, force: true });
+  // Leave the machine as we found it (hostname, /etc/hosts, daemons); SNF_TEST_KEEP_CLUSTER=1 keeps it.
+  if (!process.env.SNF_TEST_KEEP_CLUSTER) console.log(`cluster down in ${(await clusterDown()).toFixed(1)} s`);
 }, 300_000);
 
 describe("real Ganeti drives snf-image", () => {

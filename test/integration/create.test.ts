@@ -78,14 +78,26 @@ describe("create, the Ganeti way", () => {
   test("msdos image onto a file disk", async () => {
     const disk = freshDisk("file-disk");
     const before = { tmp: tempLeftovers().length, loops: loopDevices() };
+    // Watch every process's argv while create runs: the password must never be in one.
+    let seenInArgv = "";
+    const argvWatch = setInterval(() => {
+      for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+        try {
+          const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+          if (argv.includes(PASSWORD)) seenInArgv = argv.replace(/\0/g, " ");
+        } catch {}
+      }
+    }, 50);
     const r = await runCreate({
       disks: [disk],
       instance: "web1.example.org",
       imageDir,
       osp: { img_id: "bookworm-msdos", img_format: "diskdump", img_passwd: PASSWORD, img_personality: personality },
     });
+    clearInterval(argvWatch);
     console.log(r.output.split("\n").filter((l) => !l.startsWith("HELPER:")).join("\n"));
     expect(r.code).toBe(0);
+    expect(seenInArgv).toBe("");
     expect(r.output).not.toContain(PASSWORD);
     expect(r.output).toContain("deployed in");
     checkDisk(disk, msdos.rootPartition, "web1.example.org");

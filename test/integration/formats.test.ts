@@ -240,6 +240,40 @@ describe("compressed diskdumps (detected by magic, not name)", () => {
     assertIdentical(disk, debian.path, 3 * 1024 * MiB);
   }, 600_000);
 
+  test("a compressed image larger than the disk (size unknown up front) fails with one line", async () => {
+    const packed = join(cacheDir(), `issue3-${debian.recipeKey}`, "disk.zstd");
+    placeImage(packed, join(imageDir, "too-big"));
+    const r = await create({ disks: [freshDisk("small-disk", 1024 * MiB)], osp: { img_id: "too-big", img_format: "diskdump" } });
+    expect(r.code).not.toBe(0);
+    expect(r.lastLine).toMatch(/^snf-image create: ERROR: image \(more than 1073741824 bytes\) does not fit disk /);
+    expect(r.output).not.toContain("HELPER:");
+  }, 600_000);
+
+  test("a compressed extdump (size unknown): the partition ends at the disk end", async () => {
+    const fsImg = join(cacheDir(), `issue3-${debian.recipeKey}`, "root.extdump");
+    const packed = cached("root.extdump.zstd", (out) => sh(["zstd", "-1", "-T2", "-q", "-f", fsImg, "-o", out]));
+    placeImage(packed, join(imageDir, "root-z"));
+    const disk = freshDisk("extz-disk", 2560 * MiB);
+    const r = await create({
+      disks: [disk],
+      instance: "extz",
+      osp: { img_id: "root-z", img_format: "extdump", img_passwd: PASSWORD },
+    });
+    expect(r.code).toBe(0);
+    expect(r.output).toMatch(/partition 1 already reaches the end/);
+    const t = partitions(disk);
+    expect(t.partitions[0]).toMatchObject({ start: 2048, type: "83", bootable: true });
+    expect((t.partitions[0]!.start + t.partitions[0]!.size) * 512).toBe(2560 * MiB);
+    const m = mountDisk(disk, 1);
+    try {
+      expect(m.read("/etc/hostname").trim()).toBe("extz");
+      const df = Number(sh(["df", "-B1", "--output=size", m.root]).trim().split("\n")[1]);
+      expect(df).toBeGreaterThan(2300 * MiB); // the helper grew the 2 GiB filesystem
+    } finally {
+      m.close();
+    }
+  }, 600_000);
+
   test("a corrupt gzip stream fails with one line before the helper runs", async () => {
     const packed = join(cacheDir(), `issue3-${debian.recipeKey}`, "disk.gzip");
     const bad = join(imageDir, "broken");

@@ -23,7 +23,7 @@ let work: string;
 let tmp: string;
 let debian: DebianImage;
 let packed: string;
-let server: Server;
+let server: Server<undefined>;
 let raw: TCPSocketListener;
 let base: string;
 let rawBase: string;

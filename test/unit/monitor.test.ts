@@ -55,7 +55,7 @@ describe("message shapes", () => {
   test("helper events: task-start/task-end/warning/error; skips and info are not monitor messages", () => {
     const { m, lines } = collect();
     m.helperEvent({ kind: "TASK_START", task: "MountImage" });
-    m.helperEvent({ kind: "TASK_END", task: "MountImage" });
+    m.helperEvent({ kind: "TASK_END", task: "MountImage", ms: 12 });
     m.helperEvent({ kind: "TASK_SKIP", task: "AddSwap", reason: "x" });
     m.helperEvent({ kind: "WARNING", text: "careful" });
     m.helperEvent({ kind: "ERROR", text: "broken" });
