@@ -241,7 +241,7 @@ describe("compressed diskdumps (detected by magic, not name)", () => {
   }, 600_000);
 
   test("a compressed image larger than the disk (size unknown up front) fails with one line", async () => {
-    const packed = join(cacheDir(), `issue3-${debian.recipeKey}`, "disk.zstd");
+    const packed = cached("disk.zstd", (out) => sh(["zstd", "-3", "-T2", "-q", "-f", debian.path, "-o", out]));
     placeImage(packed, join(imageDir, "too-big"));
     const r = await create({ disks: [freshDisk("small-disk", 1024 * MiB)], osp: { img_id: "too-big", img_format: "diskdump" } });
     expect(r.code).not.toBe(0);
@@ -250,7 +250,10 @@ describe("compressed diskdumps (detected by magic, not name)", () => {
   }, 600_000);
 
   test("a compressed extdump (size unknown): the partition ends at the disk end", async () => {
-    const fsImg = join(cacheDir(), `issue3-${debian.recipeKey}`, "root.extdump");
+    const p = partitions(debian.path).partitions[debian.rootPartition - 1]!;
+    const fsImg = cached("root.extdump", (out) =>
+      sh(["dd", `if=${debian.path}`, `of=${out}`, "bs=4M", "iflag=skip_bytes,count_bytes", `skip=${p.start * 512}`, `count=${p.size * 512}`, "conv=sparse", "status=none"]),
+    );
     const packed = cached("root.extdump.zstd", (out) => sh(["zstd", "-1", "-T2", "-q", "-f", fsImg, "-o", out]));
     placeImage(packed, join(imageDir, "root-z"));
     const disk = freshDisk("extz-disk", 2560 * MiB);
@@ -275,7 +278,7 @@ describe("compressed diskdumps (detected by magic, not name)", () => {
   }, 600_000);
 
   test("a corrupt gzip stream fails with one line before the helper runs", async () => {
-    const packed = join(cacheDir(), `issue3-${debian.recipeKey}`, "disk.gzip");
+    const packed = cached("disk.gzip", (out) => void Bun.spawnSync(["gzip", "-1", "-c", debian.path], { stdout: Bun.file(out) }));
     const bad = join(imageDir, "broken");
     const head = readFileSync(packed).subarray(0, 4 * MiB);
     head.fill(0x55, 1 * MiB, 1 * MiB + 4096);
