@@ -19,7 +19,8 @@ function code(e: unknown): string {
   return (e as { code?: string })?.code ?? errorMessage(e);
 }
 
-export async function openTarget(path: string): Promise<Target> {
+/** Stat, open with `mode` (proving access), and size a disk; one line on any failure. */
+function probe(path: string, mode: "write" | "read"): Target {
   let st: fs.Stats;
   try {
     st = fs.statSync(path);
@@ -30,9 +31,9 @@ export async function openTarget(path: string): Promise<Target> {
   if (!kind) throw new SnfError(`disk ${path} is neither a block device nor a regular file`);
   let fd: number;
   try {
-    fd = fs.openSync(path, fs.constants.O_WRONLY | O_CLOEXEC);
+    fd = fs.openSync(path, (mode === "write" ? fs.constants.O_WRONLY : fs.constants.O_RDONLY) | O_CLOEXEC);
   } catch (e) {
-    throw new SnfError(`disk ${path} is not writable (${code(e)})`);
+    throw new SnfError(`disk ${path} is not ${mode === "write" ? "writable" : "readable"} (${code(e)})`);
   }
   try {
     if (kind === "file") return { path, kind, size: st.size, sectorSize: 512 };
@@ -44,26 +45,12 @@ export async function openTarget(path: string): Promise<Target> {
   }
 }
 
+/** The disk create/import writes: must exist and be writable. Nothing is written. */
+export async function openTarget(path: string): Promise<Target> {
+  return probe(path, "write");
+}
+
 /** Like openTarget but only needs read access (export). */
 export async function statDisk(path: string): Promise<Target> {
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(path);
-  } catch (e) {
-    throw new SnfError(`disk ${path} does not exist (${code(e)})`);
-  }
-  const kind = st.isBlockDevice() ? "block" : st.isFile() ? "file" : null;
-  if (!kind) throw new SnfError(`disk ${path} is neither a block device nor a regular file`);
-  if (kind === "file") return { path, kind, size: st.size, sectorSize: 512 };
-  let fd: number;
-  try {
-    fd = fs.openSync(path, fs.constants.O_RDONLY | O_CLOEXEC);
-  } catch (e) {
-    throw new SnfError(`disk ${path} is not readable (${code(e)})`);
-  }
-  try {
-    return { path, kind, size: blkGetSize64(fd), sectorSize: blkSectorSize(fd) };
-  } finally {
-    fs.closeSync(fd);
-  }
+  return probe(path, "read");
 }
