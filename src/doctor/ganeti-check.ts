@@ -56,6 +56,10 @@ async function run(argv: string[]): Promise<{ out: string; code: number; timedOu
 }
 
 export async function checkGaneti(osName = "snf-image"): Promise<CheckOutcome> {
+  if (process.env.SNF_IMAGE_OS_SEARCH_PATH) {
+    // The OS definition checked above is not where Ganeti looks: its verdict would be about another copy.
+    return warn("OS search path overridden (SNF_IMAGE_OS_SEARCH_PATH): gnt-os diagnose skipped", "unset SNF_IMAGE_OS_SEARCH_PATH to check what Ganeti itself sees");
+  }
   const gntOs = Bun.which("gnt-os", { PATH: SBIN });
   if (!gntOs) return warn("Ganeti is not installed on this node: gnt-os diagnose skipped", "apt-get install ganeti and join this node to a cluster");
   if (!fs.existsSync(SSCONF_CLUSTER)) {
