@@ -85,7 +85,7 @@ export function helperParams(o: {
 
 /** Private 0700 directory for this run; removed by the cleanup stack. */
 export function privateTempDir(prefix: string): string {
-  const dir = mkdtempSync(join(process.env.SNF_IMAGE_TMPDIR ?? tmpdir(), prefix));
+  const dir = mkdtempSync(join(tmpdir(), prefix));
   chmodSync(dir, 0o700);
   onCleanup(`remove ${dir}`, () => rmSync(dir, { recursive: true, force: true }));
   return dir;

@@ -8,6 +8,7 @@ import { ifupdown } from "./ifupdown.ts";
 import { netplan } from "./netplan.ts";
 import { networkManager } from "./networkmanager.ts";
 import { networkd } from "./networkd.ts";
+import { wicked } from "./wicked.ts";
 import type { NetRenderer, ProbeOptions } from "./renderer.ts";
 
 export const RENDERERS: readonly NetRenderer[] = [
@@ -17,6 +18,7 @@ export const RENDERERS: readonly NetRenderer[] = [
   networkd,
   networkManager,
   ifcfg,
+  wicked,
   ifupdown,
   cloudInit,
 ];

@@ -19,6 +19,7 @@ import { task as SELinuxAutorelabel } from "./SELinuxAutorelabel.ts";
 import { task as EnforcePersonality } from "./EnforcePersonality.ts";
 import { task as RunCustomTask } from "./RunCustomTask.ts";
 import { task as UmountImage } from "./UmountImage.ts";
+import { task as FilesystemResizeAfterUmount } from "./FilesystemResizeAfterUmount.ts";
 
 export const TASKS: readonly Task[] = [
   FixPartitionTable,
@@ -37,4 +38,5 @@ export const TASKS: readonly Task[] = [
   EnforcePersonality,
   RunCustomTask,
   UmountImage,
+  FilesystemResizeAfterUmount,
 ];

@@ -1,34 +1,40 @@
 /**
  * Runs one command body with the project's error contract: a failure prints
  * one line naming the cause (the last line Ganeti shows), exits non-zero and
- * runs every cleanup; SIGTERM/SIGINT abort the body and clean up too.
+ * runs every cleanup. SIGTERM/SIGINT (Ganeti cancelling a job) abort the body
+ * through its AbortSignal; the body gets a grace period to stop its children
+ * before the cleanups run anyway. The error line is always the last output.
  */
 import { runCleanups, signalAbort } from "../cleanup.ts";
 import { SnfError } from "../errors.ts";
 import { log } from "../log.ts";
 
+const ABORT_GRACE_MS = 10_000;
+
 export async function runScript(name: string, body: (signal: AbortSignal) => Promise<void>): Promise<never> {
   const ac = signalAbort();
-  let code = 0;
+  let failure: unknown = null;
+  const overdue = new Promise<never>((_, reject) => {
+    ac.signal.addEventListener("abort", () => setTimeout(() => reject(new SnfError("did not stop in time")), ABORT_GRACE_MS).unref(), { once: true });
+  });
   try {
-    await Promise.race([
-      body(ac.signal),
-      new Promise<never>((_, reject) => {
-        ac.signal.addEventListener("abort", () => reject(new SnfError(`${name} cancelled: ${(ac.signal.reason as Error)?.message ?? "signal"}`)), { once: true });
-      }),
-    ]);
+    await Promise.race([body(ac.signal), overdue]);
   } catch (e) {
-    code = 1;
-    await runCleanups();
-    if (e instanceof SnfError) {
-      process.stderr.write(`snf-image ${name}: ERROR: ${e.message}\n`);
-    } else if (e instanceof Error && e.constructor.name === "VerifyFailed") {
-      process.stderr.write(`snf-image ${name}: ${e.message}\n`);
-    } else {
-      log.debug((e as Error)?.stack ?? String(e));
-      process.stderr.write(`snf-image ${name}: ERROR: internal error: ${(e as Error)?.message ?? String(e)}\n`);
-    }
+    failure = e ?? new Error("unknown failure");
   }
   await runCleanups();
-  process.exit(code);
+  if (failure !== null) {
+    const e = failure;
+    let line: string;
+    if (e instanceof SnfError) line = `ERROR: ${e.message}`;
+    else if (e instanceof Error && e.constructor.name === "VerifyFailed") line = e.message;
+    else {
+      log.debug((e as Error)?.stack ?? String(e));
+      line = `ERROR: internal error: ${(e as Error)?.message ?? String(e)}`;
+    }
+    if (ac.signal.aborted && !/cancel/i.test(line)) line = line.replace(/^ERROR: /, `ERROR: cancelled (${(ac.signal.reason as Error)?.message ?? "signal"}): `);
+    process.stderr.write(`snf-image ${name}: ${line}\n`);
+    process.exit(1);
+  }
+  process.exit(0);
 }

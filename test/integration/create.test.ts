@@ -5,7 +5,6 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { HELPER_DIR, OS_DIR, ganetiEnv, runCreate, writeConfig, type CreateSpec, placeImage } from "../lib/deploy.ts";
 import { debianImage, type DebianImage } from "../lib/images.ts";
@@ -28,8 +27,10 @@ function loopDevices(): string {
   const all = Bun.spawnSync(["losetup", "-a"], { stdout: "pipe" }).stdout.toString();
   return all.split("\n").filter((l) => work && l.includes(work)).join("\n");
 }
+/** Every create in this file runs with TMPDIR=runTmp: whatever it leaves there is a leftover. */
+let runTmp: string;
 function tempLeftovers(): string[] {
-  return readdirSync(tmpdir()).filter((f) => f.startsWith("snf-image-"));
+  return readdirSync(runTmp);
 }
 function freshDisk(name: string, size = "3G"): string {
   const d = join(work, name);
@@ -47,6 +48,8 @@ beforeAll(async () => {
   work = mkdtempSync(join("/var/tmp", "snf-create-test-"));
   imageDir = join(work, "images");
   mkdirSync(imageDir);
+  runTmp = join(work, "tmp");
+  mkdirSync(runTmp);
   msdos = await debianImage({ suite: "bookworm", label: "msdos", rootFs: "ext4" });
   gpt = await debianImage({ suite: "bookworm", label: "gpt", rootFs: "ext4" });
   placeImage(msdos.path, join(imageDir, "bookworm-msdos"));
@@ -77,7 +80,7 @@ function checkDisk(disk: string, rootPart: number, hostname: string) {
 describe("create, the Ganeti way", () => {
   test("msdos image onto a file disk", async () => {
     const disk = freshDisk("file-disk");
-    const before = { tmp: tempLeftovers().length, loops: loopDevices() };
+    const before = { loops: loopDevices() };
     // Watch every process's argv while create runs: the password must never be in one.
     let seenInArgv = "";
     const argvWatch = setInterval(() => {
@@ -92,6 +95,7 @@ describe("create, the Ganeti way", () => {
       disks: [disk],
       instance: "web1.example.org",
       imageDir,
+      extraEnv: { TMPDIR: runTmp },
       osp: { img_id: "bookworm-msdos", img_format: "diskdump", img_passwd: PASSWORD, img_personality: personality },
     });
     clearInterval(argvWatch);
@@ -102,7 +106,7 @@ describe("create, the Ganeti way", () => {
     expect(r.output).toContain("deployed in");
     checkDisk(disk, msdos.rootPartition, "web1.example.org");
     expect(qemuPids()).toEqual([]);
-    expect(tempLeftovers().length).toBe(before.tmp);
+    expect(tempLeftovers()).toEqual([]);
     expect(loopDevices()).toBe(before.loops);
   }, 600_000);
 
@@ -114,6 +118,7 @@ describe("create, the Ganeti way", () => {
         disks: [loop],
         instance: "db1",
         imageDir,
+        extraEnv: { TMPDIR: runTmp },
         osp: { img_id: "bookworm-gpt", img_format: "diskdump", img_passwd: PASSWORD, img_personality: personality },
       });
       expect(r.code).toBe(0);
@@ -132,6 +137,7 @@ describe("bad input and faults: one line, non-zero, nothing left behind", () => 
     ...ok,
     imageDir,
     ...patch,
+    extraEnv: { TMPDIR: runTmp, ...patch.extraEnv },
     osp: { img_id: "bookworm-msdos", img_format: "diskdump", img_passwd: PASSWORD, ...patch.osp },
   });
 
@@ -171,14 +177,14 @@ describe("bad input and faults: one line, non-zero, nothing left behind", () => 
   test.each(cases)("%s", async (_name, make, re, touchesDisk) => {
     const disk = join(work, "bad-disk");
     if (!existsSync(disk)) freshDisk("bad-disk");
-    const before = { tmp: tempLeftovers().length, loops: loopDevices() };
+    const before = { loops: loopDevices() };
     const r = await runCreate(spec(make()));
     expect(r.code).not.toBe(0);
     expect(r.lastLine).toMatch(/^snf-image create: ERROR: /);
     expect(r.lastLine).toMatch(re);
     expect(r.output).not.toContain(PASSWORD);
     expect(qemuPids()).toEqual([]);
-    expect(tempLeftovers().length).toBe(before.tmp);
+    expect(tempLeftovers()).toEqual([]);
     expect(loopDevices()).toBe(before.loops);
     if (!touchesDisk) expect(r.output).not.toContain("Starting image copy");
   }, 600_000);
@@ -187,9 +193,8 @@ describe("bad input and faults: one line, non-zero, nothing left behind", () => 
 describe("Ganeti cancelling the job", () => {
   test("SIGTERM while the helper VM runs: the VM is killed, one line, nothing left behind", async () => {
     const disk = freshDisk("cancel-disk");
-    const before = tempLeftovers().length;
     const cfg = writeConfig(work, { IMAGE_DIR: imageDir, HELPER_DIR, HELPER_SOFT_TIMEOUT: "300" });
-    const env = ganetiEnv({ disks: [disk], osp: { img_id: "bookworm-msdos", img_format: "diskdump", img_passwd: PASSWORD } }, cfg);
+    const env = ganetiEnv({ disks: [disk], osp: { img_id: "bookworm-msdos", img_format: "diskdump", img_passwd: PASSWORD }, extraEnv: { TMPDIR: runTmp } }, cfg);
     const p = Bun.spawn([join(OS_DIR, "create")], { cwd: OS_DIR, env, stdout: "pipe", stderr: "pipe" });
     let err = "";
     const reader = (async () => {
@@ -206,6 +211,6 @@ describe("Ganeti cancelling the job", () => {
     expect(last).toMatch(/^snf-image create: ERROR: .*cancelled/);
     await Bun.sleep(500);
     expect(qemuPids()).toEqual([]);
-    expect(tempLeftovers().length).toBe(before);
+    expect(tempLeftovers()).toEqual([]);
   }, 600_000);
 });

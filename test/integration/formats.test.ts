@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { HELPER_DIR, placeImage, runCreate, type CreateSpec, type ScriptRun } from "../lib/deploy.ts";
 import { cacheDir, debianImage, type DebianImage } from "../lib/images.ts";
 import { mountDisk, shadowHash, verifyCrypt } from "../lib/inspect.ts";
+import { withLoop } from "../lib/loop.ts";
 
 const PASSWORD = "Tr0ub4dor&3-fmt";
 const b64 = (s: string) => Buffer.from(s).toString("base64");
@@ -177,6 +178,23 @@ describe("ntfsdump", () => {
     expect(t.partitions[0]).toMatchObject({ start: 2048, type: "7", bootable: true });
     expect((t.partitions[0]!.start + t.partitions[0]!.size) * 512).toBeGreaterThan(512 * MiB - MiB);
 
+    // FilesystemResizeAfterUmount grew NTFS (offline, ntfsresize) to span the grown partition.
+    expect(r.output).toMatch(/ntfs on vda1: NTFS grown \d+ → \d+ bytes/);
+    const partBytes = t.partitions[0]!.size * 512;
+    const info = await withLoop(disk, async (d) => {
+      // read-only; --force because ntfsresize leaves the grown volume scheduled for chkdsk
+      const p = Bun.spawnSync(["ntfsresize", "--info", "--force", "--no-action", "--no-progress-bar", d.partitions[0]!], { stdout: "pipe", stderr: "pipe", env: { ...process.env, LC_ALL: "C" } });
+      expect(p.exitCode).toBe(0);
+      return p.stdout.toString();
+    });
+    const size = (name: string) => Number(new RegExp(`^${name}\\s*:\\s*(\\d+) bytes`, "m").exec(info)?.[1]);
+    const cluster = size("Cluster size");
+    const volume = size("Current volume size");
+    console.log(`[formats] ntfsdump: NTFS ${volume} bytes on a ${partBytes}-byte partition (image 256 MiB)`);
+    expect(size("Current device size")).toBe(partBytes);
+    expect(volume).toBeLessThanOrEqual(partBytes);
+    expect(volume).toBeGreaterThan(partBytes - cluster - 512);
+
     const m = mountDisk(disk, 1);
     try {
       expect(m.read("/snf-marker.txt")).toBe("family=windows root=1\n");
@@ -185,6 +203,31 @@ describe("ntfsdump", () => {
     } finally {
       m.close();
     }
+  }, 600_000);
+});
+
+describe("ntfsdump, dirty", () => {
+  test("an NTFS marked dirty (scheduled for chkdsk) is refused with one line, after the partition grew", async () => {
+    const ntfs = join(work, "dirty.ntfs");
+    sh(["truncate", "-s", String(128 * MiB), ntfs]);
+    sh(["mkntfs", "-F", "-f", "-q", ntfs]);
+    const mnt = join(work, "dirty-mnt");
+    mkdirSync(mnt, { recursive: true });
+    sh(["ntfs-3g", ntfs, mnt]);
+    try {
+      mkdirSync(join(mnt, "Windows", "System32"), { recursive: true });
+    } finally {
+      sh(["umount", mnt]);
+    }
+    // a real ntfsresize leaves the volume scheduled for chkdsk: the "dirty" state
+    sh(["truncate", "-s", String(192 * MiB), ntfs]);
+    sh(["ntfsresize", "-f", "-P", ntfs]);
+    renameSync(ntfs, join(imageDir, "win-dirty"));
+    const disk = freshDisk("ntfs-dirty-disk", 512 * MiB);
+    const r = await create({ disks: [disk], instance: "win2", osp: { img_id: "win-dirty", img_format: "ntfsdump", img_passwd: PASSWORD } });
+    expect(r.code).not.toBe(0);
+    expect(r.lastLine).toMatch(/FilesystemResizeAfterUmount: ntfs on vda1 is marked dirty \(scheduled for chkdsk\)/);
+    expect(r.lastLine).toContain("OFFLINE_NTFSRESIZE_NOCHECK");
   }, 600_000);
 });
 

@@ -36,6 +36,12 @@ export interface ImageRecipe {
   users?: string[];
   /** Test-only: a known root password (otherwise root's password is locked). */
   rootPassword?: string;
+  /**
+   * What brings the network up: "ifupdown" (default; /etc/network/interfaces
+   * with eth0 dhcp), "networkd" (no ifupdown, systemd-networkd enabled) or
+   * "netplan" (netplan.io, networkd backend, no ifupdown).
+   */
+  network?: "ifupdown" | "networkd" | "netplan";
 }
 
 export interface DebianImage {
@@ -94,8 +100,10 @@ function basePackages(r: ImageRecipe): string[] {
   const dhcp = r.suite === "trixie" ? "dhcpcd-base" : "isc-dhcp-client";
   // The kernel is always debootstrapped, so one debootstrap serves bootable and
   // non-bootable recipes of a suite; non-bootable images purge it again (dpkg).
-  const p = ["systemd-sysv", "udev", "openssh-server", "iproute2", "ifupdown", dhcp, "hostname",
-    "linux-image-amd64", "initramfs-tools"];
+  const net = r.network ?? "ifupdown";
+  const p = ["systemd-sysv", "udev", "openssh-server", "iproute2", "hostname",
+    "linux-image-amd64", "initramfs-tools", ...(net === "ifupdown" ? ["ifupdown", dhcp] : []),
+    ...(net === "netplan" ? ["netplan.io"] : [])];
   // no per-filesystem tools: every recipe of a suite shares one debootstrap
   // (the initramfs has the xfs/btrfs modules; add xfsprogs etc. via extraPackages)
   return [...new Set([...p, ...(r.extraPackages ?? [])])].sort();
@@ -113,6 +121,8 @@ function normalize(r: ImageRecipe) {
     packages: basePackages(r),
     users: [...(r.users ?? [])].sort(),
     rootPassword: r.rootPassword ?? null,
+    // only when not the default, so existing recipes keep their cache keys
+    ...(r.network && r.network !== "ifupdown" ? { network: r.network } : {}),
   };
 }
 
@@ -244,8 +254,14 @@ async function configureTree(root: string, r: ImageRecipe, rootUuid: string, roo
   await w("etc/hosts", "127.0.0.1\tlocalhost\n127.0.1.1\ttemplate\n::1\tlocalhost ip6-localhost ip6-loopback\n");
   await w("etc/machine-id", `${randomUUID().replaceAll("-", "")}\n`, 0o444);
   await rm(join(root, "var/lib/dbus/machine-id"), { force: true });
-  await w("etc/network/interfaces",
-    "source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n\nallow-hotplug eth0\niface eth0 inet dhcp\n");
+  if ((r.network ?? "ifupdown") === "ifupdown") {
+    await w("etc/network/interfaces",
+      "source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n\nallow-hotplug eth0\niface eth0 inet dhcp\n");
+  } else {
+    // networkd (netplan's backend) as a cloud image has it: enabled, nothing configured
+    await sh(["chroot", root, "systemctl", "enable", "systemd-networkd.service"]);
+    if (r.network === "netplan") await mkdir(join(root, "etc/netplan"), { recursive: true });
+  }
   // serial console login (the getty generator also starts it for console=ttyS0)
   const wants = join(root, "etc/systemd/system/getty.target.wants");
   await mkdir(wants, { recursive: true });
