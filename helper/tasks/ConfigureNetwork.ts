@@ -28,7 +28,7 @@ export const task: Task = {
     }
     const renderer = select(ctx.root, { forceNetworkManager: ctx.props.bool("NM_NETWORKING"), cloudInit: ctx.props.bool("CLOUD_INIT") });
     if (!renderer) {
-      ctx.warn("cannot tell how the image configures its network (no netplan, systemd-networkd, NetworkManager, ifcfg or ifupdown found, and CLOUD_INIT is not set); network left unconfigured");
+      ctx.warn("cannot tell how the image configures its network (no netplan, systemd-networkd, NetworkManager, ifcfg, wicked or ifupdown found, and CLOUD_INIT is not set); network left unconfigured");
       return;
     }
     const written = renderer.render(ctx.root, model);

@@ -154,12 +154,13 @@ describe("SUSE family (openSUSE Leap layout)", () => {
     expect(fs.existsSync(at(old, "etc/hostname"))).toBe(false);
   });
 
-  test("wicked-only image: no renderer, one warning, image's ifcfg untouched (no wicked renderer yet)", async () => {
+  test("wicked-only image: wicked renderer, ifcfg-eth0 rewritten, NIC named by MAC via a .link file", async () => {
     const fr = await synth("suse");
-    expect(renderer(fr)).toBeUndefined();
+    expect(renderer(fr)).toBe("wicked");
     const ctx = await customize(fr, "suse");
-    expect(ctx.warnings.some((w) => w.includes("network left unconfigured"))).toBe(true);
-    expect(fr.read("/etc/sysconfig/network/ifcfg-eth0")).toBe("BOOTPROTO='dhcp'\nSTARTMODE='auto'\n");
+    expect(ctx.warnings).toEqual([]);
+    expect(fr.read("/etc/sysconfig/network/ifcfg-eth0")).toContain("IPADDR='192.0.2.10/24'");
+    expect(fr.read("/etc/systemd/network/10-snf-image-eth0.link")).toContain("MACAddress=aa:00:00:5e:00:53");
     expect(fs.existsSync(at(fr, "etc/sysconfig/network-scripts"))).toBe(false);
   });
 
