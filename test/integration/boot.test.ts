@@ -35,12 +35,14 @@ interface Case {
   recipe: ImageRecipe;
   /** SWAP property (partition carved after the last one), or none. */
   swap?: string;
+  /** PASSWD_HASHING_METHOD property, and the crypt prefix the shadow entry must then have. */
+  hash?: { method: string; prefix: string };
   full?: boolean;
 }
 
 const CASES: Case[] = [
   { name: "bookworm msdos ext4", recipe: { suite: "bookworm", label: "msdos", rootFs: "ext4", bootable: true, users: ["alice"] }, swap: "2:256" },
-  { name: "trixie gpt btrfs", recipe: { suite: "trixie", label: "gpt", rootFs: "btrfs", bootable: true, users: ["alice"] }, swap: "2:128" },
+  { name: "trixie gpt btrfs", recipe: { suite: "trixie", label: "gpt", rootFs: "btrfs", bootable: true, users: ["alice"] }, swap: "2:128", hash: { method: "yescrypt", prefix: "$y$" } },
   { name: "bullseye msdos xfs /boot", recipe: { suite: "bullseye", label: "msdos", rootFs: "xfs", separateBoot: true, bootable: true, users: ["alice"] }, full: true },
   { name: "bookworm gpt ext4 /boot", recipe: { suite: "bookworm", label: "gpt", rootFs: "ext4", separateBoot: true, bootable: true, users: ["alice"] }, swap: "3:64", full: true },
 ];
@@ -79,6 +81,7 @@ describe.each(selected)("deployed $name guest boots", (c) => {
       Bun.spawnSync(["truncate", "-s", `${DISK_GIB}G`, disk]);
       const props: Record<string, string> = { USERS: "root alice" };
       if (c.swap) props.SWAP = c.swap;
+      if (c.hash) props.PASSWD_HASHING_METHOD = c.hash.method;
       const r = await runCreate({
         disks: [disk],
         instance,
@@ -96,6 +99,8 @@ describe.each(selected)("deployed $name guest boots", (c) => {
       const tRoot = performance.now();
       try {
         expect((await s.run("hostname")).trim()).toBe(instance);
+        // the guest's own PAM accepted this hash at login; check it is the method asked for
+        expect((await s.run("cut -d: -f2 /etc/shadow | head -1")).trim().startsWith(c.hash?.prefix ?? "$6$")).toBe(true);
         // grown root: the filesystem fills the disk minus /boot, swap and alignment
         const [src, fstype] = (await s.run("findmnt -n -o SOURCE,FSTYPE /")).trim().split(/\s+/);
         expect(fstype).toBe(c.recipe.rootFs);
