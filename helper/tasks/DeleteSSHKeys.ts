@@ -90,10 +90,27 @@ export async function deleteSshKeys(ctx: TaskContext): Promise<void> {
   }
 }
 
+/**
+ * Under CLOUD_INIT: cloud-init's first boot would delete the fresh keys made
+ * here and generate its own (all its ssh_genkeytypes, DSA included: seconds
+ * of RSA keygen under TCG, and not the keys the host made for this deployment).
+ */
+export const CLOUD_INIT_SSH_CFG = "/etc/cloud/cloud.cfg.d/98_snf-image-DeleteSSHKeys.cfg";
+export const CLOUD_INIT_SSH_CFG_TEXT = "# Written by snf-image: the host keys are already fresh.\nssh_deletekeys: false\nssh_genkeytypes: []\n";
+
+async function deleteSshKeysTask(ctx: TaskContext): Promise<void> {
+  await deleteSshKeys(ctx);
+  if (ctx.props.bool("CLOUD_INIT") && isDirIn(ctx.root, "/etc/cloud")) {
+    mkdirIn(ctx.root, "/etc/cloud/cloud.cfg.d");
+    writeFileIn(ctx.root, CLOUD_INIT_SSH_CFG, CLOUD_INIT_SSH_CFG_TEXT, { mode: 0o644, uid: 0, gid: 0 });
+    ctx.info(`cloud-init told to keep these host keys (${CLOUD_INIT_SSH_CFG})`);
+  }
+}
+
 export const task: Task = {
   name: "DeleteSSHKeys",
   mounted: true,
   excludable: true,
   families: ["linux"],
-  run: deleteSshKeys,
+  run: deleteSshKeysTask,
 };

@@ -12,6 +12,13 @@ export const SEED_DIR = "/var/lib/cloud/seed/nocloud-net";
 export const DATASOURCE_CFG = "/etc/cloud/cloud.cfg.d/99_snf-image-datasource.cfg";
 export const CLEAR_SCRIPT = "/var/lib/cloud/scripts/per-once/snf-image-clear-userdata.sh";
 
+/**
+ * prefer_fqdn_over_hostname: cloud-init otherwise cuts local-hostname at the
+ * first dot, so an instance named vm1.example.org would boot as "vm1" while
+ * AssignHostname (and the non-cloud-init path) make it the whole name.
+ */
+export const DATASOURCE_CFG_TEXT = "# Written by snf-image\ndatasource_list: [ NoCloud ]\nprefer_fqdn_over_hostname: true\n";
+
 export function decodeUserdata(b64: string | undefined): Uint8Array {
   if (b64 === undefined || b64.trim() === "") return new Uint8Array();
   const s = b64.replace(/\s+/g, "");
@@ -39,7 +46,7 @@ export const task: Task = {
     writeFileIn(ctx.root, `${SEED_DIR}/meta-data`, metaData(ctx.params.hostname, instanceId), { mode: 0o600, uid: 0, gid: 0 });
     writeFileIn(ctx.root, `${SEED_DIR}/user-data`, userdata, { mode: 0o600, uid: 0, gid: 0 });
     mkdirIn(ctx.root, "/etc/cloud/cloud.cfg.d");
-    writeFileIn(ctx.root, DATASOURCE_CFG, "# Written by snf-image\ndatasource_list: [ NoCloud ]\n", { mode: 0o644, uid: 0, gid: 0 });
+    writeFileIn(ctx.root, DATASOURCE_CFG, DATASOURCE_CFG_TEXT, { mode: 0o644, uid: 0, gid: 0 });
     if (userdata.length > 0) {
       mkdirIn(ctx.root, "/var/lib/cloud/scripts/per-once");
       writeFileIn(ctx.root, CLEAR_SCRIPT, `#!/bin/sh\n# Written by snf-image: the user-data may hold secrets; cloud-init has consumed it.\n: > ${SEED_DIR}/user-data\n`, {

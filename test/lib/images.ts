@@ -42,6 +42,12 @@ export interface ImageRecipe {
    * "netplan" (netplan.io, networkd backend, no ifupdown).
    */
   network?: "ifupdown" | "networkd" | "netplan";
+  /**
+   * Install Debian's cloud-init (+ cloud-guest-utils for growpart, fdisk for
+   * its sfdisk, locales for its locale module) as a cloud image has it:
+   * never run in the template.
+   */
+  cloudInit?: boolean;
 }
 
 export interface DebianImage {
@@ -109,6 +115,16 @@ function basePackages(r: ImageRecipe): string[] {
   return [...new Set([...p, ...(r.extraPackages ?? [])])].sort();
 }
 
+/**
+ * Packages apt-get installs on top of the cached debootstrap of basePackages():
+ * debootstrap --include cannot configure cloud-init's python stack (it fails
+ * in python3-cryptography's postinst).
+ */
+function aptPackages(r: ImageRecipe): string[] {
+  // locales: cloud-init's locale module fails without locale-gen (status: error)
+  return r.cloudInit ? ["cloud-guest-utils", "cloud-init", "fdisk", "locales"] : [];
+}
+
 function normalize(r: ImageRecipe) {
   return {
     v: RECIPE_VERSION,
@@ -123,6 +139,7 @@ function normalize(r: ImageRecipe) {
     rootPassword: r.rootPassword ?? null,
     // only when not the default, so existing recipes keep their cache keys
     ...(r.network && r.network !== "ifupdown" ? { network: r.network } : {}),
+    ...(r.cloudInit ? { cloudInit: aptPackages(r), locale: "en_US.UTF-8" } : {}),
   };
 }
 
@@ -206,6 +223,7 @@ async function withTmpfs<T>(dir: string, f: () => Promise<T>): Promise<T> {
 
 /** debootstrap once per suite + package set; cached as a tar.zst of the tree. */
 async function baseRootfs(r: ImageRecipe): Promise<string> {
+  if (aptPackages(r).length > 0) return aptRootfs(r);
   const pkgs = basePackages(r);
   const name = `${r.suite}-${hash({ v: ROOTFS_VERSION, suite: r.suite, pkgs })}`;
   const file = join(cacheDir(), "rootfs", `${name}.tar.zst`);
@@ -228,6 +246,51 @@ async function baseRootfs(r: ImageRecipe): Promise<string> {
           ]),
         );
         await sh(["sh", "-c", `rm -f '${tree}'/var/cache/apt/archives/*.deb '${tree}'/var/lib/apt/lists/*_Packages`]);
+        await step(`tar rootfs ${name}`, () =>
+          sh(["sh", "-c",
+            `tar --numeric-owner --xattrs --xattrs-include='*' -C '${tree}' -cf - . | zstd -q -T0 -3 -o '${tmp}/rootfs.tar.zst'`]),
+        );
+      });
+      renameSync(join(tmp, "rootfs.tar.zst"), file);
+      return file;
+    } finally {
+      Bun.spawnSync(["rm", "-rf", tmp]);
+    }
+  });
+}
+
+/** The debootstrap rootfs of the recipe without its aptPackages(), plus those (apt-get in a chroot). */
+async function aptRootfs(r: ImageRecipe): Promise<string> {
+  const base = await baseRootfs({ ...r, cloudInit: false });
+  const apt = aptPackages(r);
+  const name = `${r.suite}-${hash({ v: ROOTFS_VERSION, suite: r.suite, pkgs: basePackages(r), apt, locale: "en_US.UTF-8" })}`;
+  const file = join(cacheDir(), "rootfs", `${name}.tar.zst`);
+  if (existsSync(file)) return file;
+  return withLock(`rootfs-${name}`, async () => {
+    if (existsSync(file)) return file;
+    const tmp = join(cacheDir(), `.tmp-rootfs-${name}-${process.pid}`);
+    rmSync(tmp, { recursive: true, force: true });
+    mkdirSync(tmp);
+    try {
+      const work = join(tmp, "work");
+      const tree = join(work, "root");
+      await withTmpfs(work, async () => {
+        await mkdir(tree);
+        await sh(["sh", "-c", `zstd -q -dc '${base}' | tar --numeric-owner --xattrs --xattrs-include='*' -C '${tree}' -xpf -`]);
+        // no service starts in the chroot
+        await writeFile(join(tree, "usr/sbin/policy-rc.d"), "#!/bin/sh\nexit 101\n");
+        await chmod(join(tree, "usr/sbin/policy-rc.d"), 0o755);
+        await sh(["cp", "/etc/resolv.conf", join(tree, "etc/resolv.conf")]);
+        await step(`apt-get install ${apt.join(",")}`, () =>
+          sh(["chroot", tree, "sh", "-c",
+            "export DEBIAN_FRONTEND=noninteractive; apt-get -q update && " +
+            `apt-get -q -y --no-install-recommends install ${apt.join(" ")} && apt-get clean` +
+            // as Debian's cloud images: cloud-init's locale module sets en_US.UTF-8, and
+            // Debian's locale-gen only makes what /etc/locale.gen enables
+            (apt.includes("locales") ? " && sed -i 's/^# *en_US.UTF-8 UTF-8/en_US.UTF-8 UTF-8/' /etc/locale.gen && locale-gen" : "")]),
+        );
+        await rm(join(tree, "usr/sbin/policy-rc.d"));
+        await sh(["sh", "-c", `rm -rf '${tree}'/var/lib/apt/lists/* '${tree}'/var/cache/apt/*.bin`]);
         await step(`tar rootfs ${name}`, () =>
           sh(["sh", "-c",
             `tar --numeric-owner --xattrs --xattrs-include='*' -C '${tree}' -cf - . | zstd -q -T0 -3 -o '${tmp}/rootfs.tar.zst'`]),
