@@ -111,7 +111,3 @@ function isYes(v: string | undefined): boolean {
   if (v === undefined) return false;
   return !["", "no", "false", "off", "0"].includes(v.trim().toLowerCase());
 }
-
-export function assertNever(x: never): never {
-  throw new SnfError(`unexpected ${String(x)}`);
-}

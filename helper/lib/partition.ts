@@ -7,7 +7,7 @@
  * the planning and writing are unit-testable on the host.
  */
 import * as fs from "node:fs";
-import type { RunResult } from "../task.ts";
+import type { Partition, RunResult, TaskContext } from "../task.ts";
 
 export type Run = (cmd: string[], opts?: { input?: string | Uint8Array; allowFail?: boolean }) => Promise<RunResult>;
 
@@ -242,4 +242,13 @@ export function resizeTarget<P extends { number: number; startSector: number; si
 export async function probeFsType(run: Run, dev: string): Promise<string> {
   const r = await run(["blkid", "-p", "-o", "value", "-s", "TYPE", dev], { allowFail: true });
   return r.exitCode === 0 ? r.stdout.trim() : "";
+}
+
+/** The partition the resize tasks work on (the grown one, SWAP honoured) and its filesystem. */
+export async function resizeCandidate(ctx: Pick<TaskContext, "run" | "props" | "disk">): Promise<{ part: Partition; fs: string; what: string }> {
+  const swap = parseSwapPartition(ctx.props.get("SWAP"));
+  const part = resizeTarget(ctx.disk.partitions, swap?.number);
+  if (!part) throw new Error(`no partition to resize on ${ctx.disk.dev}`);
+  const fs = part.fsType || (await probeFsType(ctx.run, part.dev));
+  return { part, fs, what: `${fs || "unknown filesystem"} on ${part.dev.split("/").pop()}` };
 }

@@ -7,10 +7,9 @@
  * refused unless OFFLINE_NTFSRESIZE_NOCHECK is set. ntfsresize leaves the
  * grown volume scheduled for chkdsk at the first Windows boot, on purpose.
  */
-import * as path from "node:path";
 import type { Task, TaskContext } from "../task.ts";
 import { growNtfs, NtfsDirtyError, readNtfsInfo, waitNtfs3gReleased } from "../lib/ntfs.ts";
-import { parseSwapPartition, probeFsType, resizeTarget } from "../lib/partition.ts";
+import { resizeCandidate } from "../lib/partition.ts";
 
 export const task: Task = {
   name: "FilesystemResizeAfterUmount",
@@ -19,11 +18,7 @@ export const task: Task = {
   fsResize: true,
   cloudInitSkip: true,
   async run(ctx) {
-    const swap = parseSwapPartition(ctx.props.get("SWAP"));
-    const part = resizeTarget(ctx.disk.partitions, swap?.number);
-    if (!part) throw new Error(`no partition to resize on ${ctx.disk.dev}`);
-    const fs = part.fsType || (await probeFsType(ctx.run, part.dev));
-    const what = `${fs || "unknown filesystem"} on ${path.basename(part.dev)}`;
+    const { part, fs, what } = await resizeCandidate(ctx);
     if (fs !== "ntfs") {
       ctx.info(`${what}: not NTFS, nothing to resize after unmounting`);
       return;

@@ -4,10 +4,9 @@
  * instead of risking the corruption of a live snapshot. Other filesystems
  * are left to FilesystemResizeMounted.
  */
-import * as path from "node:path";
 import type { Task } from "../task.ts";
 import { assertClean, grow, preen, readHeader } from "../lib/e2fs.ts";
-import { parseSwapPartition, probeFsType, resizeTarget } from "../lib/partition.ts";
+import { resizeCandidate } from "../lib/partition.ts";
 
 const EXT = new Set(["ext2", "ext3", "ext4"]);
 
@@ -18,11 +17,7 @@ export const task: Task = {
   fsResize: true,
   cloudInitSkip: true,
   async run(ctx) {
-    const swap = parseSwapPartition(ctx.props.get("SWAP"));
-    const part = resizeTarget(ctx.disk.partitions, swap?.number);
-    if (!part) throw new Error(`no partition to resize on ${ctx.disk.dev}`);
-    const fs = part.fsType || (await probeFsType(ctx.run, part.dev));
-    const what = `${fs || "unknown filesystem"} on ${path.basename(part.dev)}`;
+    const { part, fs, what } = await resizeCandidate(ctx);
     if (!EXT.has(fs)) {
       ctx.info(`${what}: not ext2/3/4, not resized offline`);
       return;
