@@ -131,7 +131,7 @@ export async function runCustomization(o: {
     onMonitorEvent: (e) => {
       o.monitor.helperEvent(e);
       if (e.kind === "TASK_END") tasks.push({ task: e.task, ms: e.ms });
-      if (e.kind === "TASK_START") log.info(`helper: task ${e.task} started`);
+      if (e.kind === "TASK_START") log.debug(`helper: task ${e.task} started`);
       else if (e.kind === "TASK_END") log.info(`helper: task ${e.task} done in ${(e.ms / 1000).toFixed(2)} s`);
       else if (e.kind === "TASK_SKIP") log.info(`helper: task ${e.task} skipped${e.reason ? ` (${e.reason})` : ""}`);
       else if (e.kind === "WARNING") log.warn(`helper: ${e.text}`);

@@ -39,7 +39,10 @@ const r = await runCreate({
   },
   nics: [{ mac: "aa:00:00:12:34:56", ip: "192.0.2.10", network: { subnet: "192.0.2.0/24", gateway: "192.0.2.1" } }],
 });
-console.log(r.output.trimEnd().split("\n").slice(-25).join("\n"));
+// The host's own log lines (the full log also has the helper's console, HELPER:, and the
+// progress JSON, [MONITOR]; SNF_DEMO_VERBOSE=1 shows everything).
+const shown = process.env.SNF_DEMO_VERBOSE ? r.output.split("\n") : r.output.split("\n").filter((l) => !l.startsWith("HELPER:") && !l.startsWith("[MONITOR]"));
+console.log(shown.join("\n").trimEnd());
 if (r.code !== 0) {
   console.error(`create failed (exit ${r.code}): ${r.lastLine}`);
   process.exit(1);
