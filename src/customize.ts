@@ -17,7 +17,7 @@ import type { Monitor } from "./monitor.ts";
 import type { DeployParams } from "./params.ts";
 import type { HostKey } from "./hostkeys.ts";
 import { PROTOCOL_VERSION, diskSerial, encodeParams, type HelperParamsInput, type Nic } from "./protocol.ts";
-import { detectAccel } from "./vm/accel.ts";
+import { chooseAccel } from "./vm/accel-probe.ts";
 import { runHelperVm } from "./vm/qemu.ts";
 
 export type HelperImage = ReturnType<typeof loadHelperImage>;
@@ -112,7 +112,14 @@ export async function runCustomization(o: {
   // 0600 from the first byte: the document may carry a password.
   writeFileSync(paramsFile, encodeParams(o.doc), { mode: 0o600 });
 
-  const accel = detectAccel(config.HELPER_ACCEL);
+  const accel = await chooseAccel(config.HELPER_ACCEL, {
+    image: o.image,
+    qemu: config.QEMU,
+    memoryMiB: config.HELPER_MEMORY,
+    user: config.HELPER_USER,
+    signal: o.signal,
+    cacheDir: config.HELPER_DIR,
+  });
   log.info(`helper VM: ${accel.accel} (${accel.reason}), ${config.HELPER_MEMORY} MiB, timeouts ${config.HELPER_SOFT_TIMEOUT}+${config.HELPER_HARD_TIMEOUT} s`);
   const tasks: { task: string; ms: number }[] = [];
   const outcome = await runHelperVm({

@@ -2,17 +2,11 @@
  * doctor: which accelerator `create` would use and why (KVM usable or not),
  * and a real test boot of the helper VM under it, timed.
  */
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { onCleanup } from "../cleanup.ts";
 import type { Config } from "../config.ts";
 import { errorMessage } from "../errors.ts";
-import { diskSerial, encodeParams, type HelperParamsInput, PROTOCOL_VERSION } from "../protocol.ts";
 import { type AccelProbe, decideAccel, probeHost } from "../vm/accel.ts";
-import { runHelperVm } from "../vm/qemu.ts";
 import type { HelperImage } from "./helper-check.ts";
-import { makeProbeDisk } from "./probe-disk.ts";
+import { testBootHelper } from "../vm/test-boot.ts";
 import { type CheckOutcome, fail, ok, warn } from "./schema.ts";
 
 export interface AccelDecision {
@@ -57,34 +51,13 @@ export function checkAccel(config: Config): AccelDecision {
   return judgeAccel(config.HELPER_ACCEL, probeHost());
 }
 
-/** The parameter document of the no-op test boot: read the disk, run no task. */
-export function probeParams(): HelperParamsInput {
-  return {
-    protocol: PROTOCOL_VERSION,
-    mode: "create",
-    hostname: "snf-image-doctor",
-    imgFormat: "diskdump",
-    properties: { EXCLUDE_ALL_TASKS: "yes", OSFAMILY: "linux", ROOT_PARTITION: "1" },
-    disks: [{ index: 0, serial: diskSerial(0) }],
-    now: Math.floor(Date.now() / 1000),
-  };
-}
-
 export async function checkHelperBoot(o: { config: Config; image: HelperImage; accel: "kvm" | "tcg"; signal?: AbortSignal }): Promise<CheckOutcome> {
   const { config } = o;
-  const dir = fs.mkdtempSync(path.join(process.env.SNF_IMAGE_TMPDIR ?? os.tmpdir(), "snf-doctor-"));
-  fs.chmodSync(dir, 0o700);
-  const undo = onCleanup(`remove ${dir}`, () => fs.rmSync(dir, { recursive: true, force: true }));
   const console: string[] = [];
   try {
-    const disk = path.join(dir, "disk.raw");
-    await makeProbeDisk(disk);
-    const paramsFile = path.join(dir, "params.json");
-    fs.writeFileSync(paramsFile, encodeParams(probeParams()), { mode: 0o600 });
-    const outcome = await runHelperVm({
+    const outcome = await testBootHelper({
       image: o.image,
-      disks: [{ path: disk, serial: diskSerial(0) }],
-      paramsFile,
+      qemu: config.QEMU,
       accel: o.accel,
       memoryMiB: config.HELPER_MEMORY,
       user: config.HELPER_USER,
@@ -108,8 +81,5 @@ export async function checkHelperBoot(o: { config: Config; image: HelperImage; a
     return fail(`helper VM test boot failed after ${secs} s: ${how}`, "check qemu, HELPER_USER and HELPER_MEMORY; rebuild the helper (snf-image-update-helper)", extra);
   } catch (e) {
     return fail(`helper VM test boot could not start: ${errorMessage(e)}`, "fix the cause named above", { accel: o.accel });
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-    undo();
   }
 }

@@ -1,5 +1,5 @@
 /**
- * A throwaway 64 MiB raw disk for doctor's test boot: msdos label, one Linux
+ * A throwaway 64 MiB raw disk for test boots of the helper (doctor, the KVM probe): msdos label, one Linux
  * partition at 1 MiB holding an empty ext4 made by mke2fs -E offset (no loop
  * device, no mount). The helper reads the table and, with EXCLUDE_ALL_TASKS,
  * touches nothing else.
