@@ -2,12 +2,31 @@
  * AssignHostname: the instance name becomes the guest's hostname: in
  * /etc/hostname (or the distro's own file, see os/hostname.ts), in the
  * 127.0.1.1 line of /etc/hosts, and in /etc/mailname when the image has one.
+ * Windows: the computer name derived from it goes into the answer file's
+ * specialize pass (os/windows.ts).
  */
 import type { Task, TaskContext } from "../task.ts";
 import { existsIn, readTextIn, writeFileIn } from "../lib/safepath.ts";
 import { rewriteHosts, validHostname, writeHostnameFile } from "../os/hostname.ts";
+import { computerName, editUnattend, findUnattend, setComputerName, windowsArch, winPath } from "../os/windows.ts";
+
+export function assignWindowsHostname(ctx: TaskContext): void {
+  const { name, note } = computerName(ctx.params.hostname);
+  const answer = findUnattend(ctx.root);
+  if (answer === undefined) {
+    if (ctx.params.mode === "rename") {
+      ctx.warn(`the image has no answer file left (Windows already ran setup): rename the computer to ${name} inside Windows`);
+      return;
+    }
+    throw new Error("the Windows image has no answer file to set the computer name in (is InstallUnattend excluded?)");
+  }
+  if (note) ctx.warn(note);
+  editUnattend(ctx.root, answer, (doc) => setComputerName(doc, windowsArch(ctx.root), name));
+  ctx.info(`computer name ${name} set in ${winPath(answer)}`);
+}
 
 export function assignHostname(ctx: TaskContext): void {
+  if (ctx.os.family === "windows") return assignWindowsHostname(ctx);
   const name = ctx.params.hostname.trim();
   if (!validHostname(name)) throw new Error(`instance name ${JSON.stringify(name.slice(0, 64))} is not a valid hostname`);
   const file = writeHostnameFile(ctx.root, ctx.os.distro, name);
@@ -22,6 +41,6 @@ export const task: Task = {
   name: "AssignHostname",
   mounted: true,
   excludable: true,
-  families: ["linux"],
+  families: ["linux", "windows"],
   run: async (ctx) => assignHostname(ctx),
 };

@@ -4,11 +4,15 @@
  * aging fields stay. params.passwordHash is used verbatim; otherwise
  * params.password is hashed with libxcrypt (PASSWD_HASHING_METHOD, default
  * sha512), a fresh salt per user.
+ * Windows (USERS default Administrator): a `net user` script the answer
+ * file's specialize pass runs and SetupComplete.cmd wipes (os/windows.ts);
+ * a password hash cannot be used there.
  */
 import type { Task, TaskContext } from "../task.ts";
 import { hashPassword, parseHashMethod } from "../lib/crypt.ts";
 import { readUsers, setShadowHash, shadowDay, shadowHashOf, updateShadow } from "../lib/passwd.ts";
 import { readTextIn } from "../lib/safepath.ts";
+import { editUnattend, ensureRunSynchronous, findUnattend, PASSWORD_SCRIPT_WIN, updateSetupComplete, windowsArch, winPath, writePasswordScript } from "../os/windows.ts";
 
 /** USERS property as a list (default root). */
 export function targetUsers(ctx: TaskContext): string[] {
@@ -17,7 +21,25 @@ export function targetUsers(ctx: TaskContext): string[] {
   return [...new Set(users)];
 }
 
+export async function changeWindowsPassword(ctx: TaskContext): Promise<void> {
+  const { password, passwordHash } = ctx.params;
+  if (passwordHash !== undefined) throw new Error("a password hash (img_passwd_hash) cannot be used for Windows images; give the password (img_passwd)");
+  if (password === undefined) {
+    ctx.info("no password given; passwords left unchanged");
+    return;
+  }
+  const raw = ctx.props.get("USERS")?.trim();
+  const users = [...new Set(raw ? raw.split(/\s+/) : ["Administrator"])];
+  const answer = findUnattend(ctx.root);
+  if (answer === undefined) throw new Error("the Windows image has no answer file to run the password script from (is InstallUnattend excluded?)");
+  writePasswordScript(ctx.root, users, password);
+  editUnattend(ctx.root, answer, (doc) => ensureRunSynchronous(doc, windowsArch(ctx.root), "Change user passwords", PASSWORD_SCRIPT_WIN, "ChangeAdminPassword.cmd"));
+  updateSetupComplete(ctx.root);
+  ctx.info(`password of ${users.join(", ")} set at first boot by ${PASSWORD_SCRIPT_WIN} (run from ${winPath(answer)})`);
+}
+
 export async function changePassword(ctx: TaskContext): Promise<void> {
+  if (ctx.os.family === "windows") return changeWindowsPassword(ctx);
   const { password, passwordHash } = ctx.params;
   if (password === undefined && passwordHash === undefined) {
     ctx.info("no password or password hash given; passwords left unchanged");
@@ -49,6 +71,6 @@ export const task: Task = {
   name: "ChangePassword",
   mounted: true,
   excludable: true,
-  families: ["linux"],
+  families: ["linux", "windows"],
   run: changePassword,
 };

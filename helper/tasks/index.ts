@@ -7,6 +7,7 @@ import { task as FixPartitionTable } from "./FixPartitionTable.ts";
 import { task as FilesystemResizeUnmounted } from "./FilesystemResizeUnmounted.ts";
 import { task as MountImage } from "./MountImage.ts";
 import { task as InitializeDatasource } from "./InitializeDatasource.ts";
+import { task as InstallUnattend } from "./InstallUnattend.ts";
 import { task as FilesystemResizeMounted } from "./FilesystemResizeMounted.ts";
 import { task as AddSwap } from "./AddSwap.ts";
 import { task as AssignHostname } from "./AssignHostname.ts";
@@ -26,6 +27,7 @@ export const TASKS: readonly Task[] = [
   FilesystemResizeUnmounted,
   MountImage,
   InitializeDatasource,
+  InstallUnattend,
   FilesystemResizeMounted,
   AddSwap,
   AssignHostname,

@@ -14,8 +14,10 @@ import { HELPER_DIR, placeImage, runCreate, type CreateSpec, type ScriptRun } fr
 import { cacheDir, debianImage, type DebianImage } from "../lib/images.ts";
 import { mountDisk, shadowHash, verifyCrypt } from "../lib/inspect.ts";
 import { withLoop } from "../lib/loop.ts";
+import { attr, childElements, parseXml, textOf } from "../../helper/lib/xml.ts";
 
 const PASSWORD = "Tr0ub4dor&3-fmt";
+const WIN_KEY = "ABCDE-12345-FGHIJ-67890-KLMNO";
 const b64 = (s: string) => Buffer.from(s).toString("base64");
 const personality = JSON.stringify([{ path: "/root/fmt.txt", contents: b64("format test\n"), mode: 0o600 }]);
 const MiB = 1024 * 1024;
@@ -146,14 +148,19 @@ describe("ntfsdump", () => {
     sh(["ntfs-3g", ntfs, mnt]);
     try {
       mkdirSync(join(mnt, "Windows", "System32"), { recursive: true });
+      mkdirSync(join(mnt, "Windows", "SysWOW64"), { recursive: true });
       await Bun.write(join(mnt, "Windows", "System32", "drivers.txt"), "not really\n");
+      // what sysprep /generalize leaves: InstallUnattend checks it
+      mkdirSync(join(mnt, "Windows", "Setup", "State"), { recursive: true });
+      await Bun.write(join(mnt, "Windows", "Setup", "State", "State.ini"), "[_CLEAN_]\r\nImageState=IMAGE_STATE_GENERALIZE_RESEAL_TO_OOBE\r\n");
     } finally {
       sh(["umount", mnt]);
     }
     renameSync(ntfs, join(imageDir, "win-image"));
     const disk = freshDisk("ntfs-disk", 512 * MiB);
-    // The helper has no Windows tasks (Sysprep, password…): it must find the
-    // family, grow the partition, mount NTFS read-write and run the custom task.
+    // The helper must find the family, grow the partition, mount NTFS
+    // read-write, install the answer file (name, product key, password
+    // script, first-boot cleanup) and run the custom task.
     const customTask = b64(
       'set -e\nls "$SNF_IMAGE_TARGET/Windows" >/dev/null\necho "family=$SNF_IMAGE_OSFAMILY root=$SNF_IMAGE_ROOT_PARTITION" > "$SNF_IMAGE_TARGET/snf-marker.txt"\necho marked\n',
     );
@@ -166,13 +173,15 @@ describe("ntfsdump", () => {
         img_passwd: PASSWORD,
         img_personality: personality,
         img_properties: JSON.stringify({ CUSTOM_TASK: customTask }),
+        os_product_key: WIN_KEY,
       },
     });
     expect(r.code).toBe(0);
     console.log(r.output.split("\n").filter((l) => /task|family|skipped|grew|custom/i.test(l)).join("\n"));
     expect(r.output).toMatch(/OS family windows, root partition 1/);
     expect(r.output).toMatch(/task EnforcePersonality skipped \(not for windows\)/);
-    expect(r.output).toMatch(/task ChangePassword skipped \(not for windows\)/);
+    for (const t of ["InstallUnattend", "AssignHostname", "ChangePassword"]) expect(r.output).toMatch(new RegExp(`task ${t} done in`));
+    expect(r.output).not.toContain(WIN_KEY);
 
     const t = partitions(disk);
     expect(t.partitions[0]).toMatchObject({ start: 2048, type: "7", bootable: true });
@@ -194,6 +203,34 @@ describe("ntfsdump", () => {
     expect(size("Current device size")).toBe(partBytes);
     expect(volume).toBeLessThanOrEqual(partBytes);
     expect(volume).toBeGreaterThan(partBytes - cluster - 512);
+
+    // The unattend flow's files, read back with ntfs-3g read-only on a loop device.
+    await withLoop(disk, async (d) => {
+      const ro = join(work, "ntfs-ro");
+      mkdirSync(ro, { recursive: true });
+      sh(["ntfs-3g", "-o", "ro", d.partitions[0]!, ro]);
+      try {
+        const doc = parseXml(new Uint8Array(readFileSync(join(ro, "unattend.xml"))));
+        const specialize = childElements(doc.root, "settings").find((x) => attr(x, "pass") === "specialize")!;
+        const comp = (name: string) => childElements(specialize, "component").find((c) => attr(c, "name") === name && attr(c, "processorArchitecture") === "amd64")!;
+        const shell = comp("Microsoft-Windows-Shell-Setup");
+        expect(textOf(childElements(shell, "ComputerName")[0]!)).toBe("win1");
+        expect(textOf(childElements(shell, "ProductKey")[0]!)).toBe(WIN_KEY);
+        const paths = childElements(comp("Microsoft-Windows-Deployment"), "RunSynchronous")
+          .flatMap((x) => childElements(x, "RunSynchronousCommand"))
+          .flatMap((x) => childElements(x, "Path").map(textOf));
+        expect(paths).toContain("C:\\Windows\\SnfScripts\\ChangeAdminPassword.cmd");
+        const script = readFileSync(join(ro, "Windows/SnfScripts/ChangeAdminPassword.cmd"), "utf8");
+        expect(script).toContain(`net user "Administrator" "${PASSWORD}" /ACTIVE:YES /EXPIRES:NEVER\r\n`);
+        const sc = readFileSync(join(ro, "Windows/Setup/Scripts/SetupComplete.cmd"), "utf8");
+        expect(sc).toContain('del /Q /F "C:\\Windows\\SnfScripts\\ChangeAdminPassword.cmd"');
+        expect(sc).toContain('if exist "C:\\unattend.xml" del /Q /F "C:\\unattend.xml"');
+        expect(sc).not.toContain(PASSWORD);
+        console.log(`[formats] ntfsdump: unattend.xml ${statSync(join(ro, "unattend.xml")).size} bytes, SetupComplete.cmd ${sc.length} bytes`);
+      } finally {
+        sh(["umount", ro]);
+      }
+    });
 
     const m = mountDisk(disk, 1);
     try {
