@@ -79,7 +79,7 @@ describe("qemuCommandLine", () => {
 
   test("accelerator specific cpu and kernel arguments", () => {
     const t = qemuCommandLine(opts(), ctx);
-    expect(values(t, "-accel")).toEqual(["tcg,tb-size=64"]);
+    expect(values(t, "-accel")).toEqual(["tcg,tb-size=256"]);
     expect(values(t, "-cpu")).toEqual(["max"]);
     expect(values(t, "-append")[0]).toContain("tsc_early_khz=2500000");
     expect(values(t, "-append")[0]).toContain("quiet");
