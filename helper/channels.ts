@@ -32,7 +32,9 @@ export function openChannels(env: Record<string, string | undefined> = process.e
   let resultSent = false;
   const con = (msg: string): void => {
     try {
-      fs.writeSync(2, `snf-image-helper: ${msg}\n`);
+      // One line whatever the message carries: text from the image (fstab,
+      // os-release, file names) must not forge a line of its own on the host.
+      fs.writeSync(2, `snf-image-helper: ${oneLine(msg)}\n`);
     } catch {
       // console gone: nothing to do
     }
@@ -40,7 +42,7 @@ export function openChannels(env: Record<string, string | undefined> = process.e
   return {
     console: con,
     monitor(e) {
-      if (e.kind === "WARNING" || e.kind === "ERROR" || e.kind === "INFO") con(`${e.kind}: ${oneLine(e.text)}`);
+      if (e.kind === "WARNING" || e.kind === "ERROR" || e.kind === "INFO") con(`${e.kind}: ${e.text}`);
       // Keep the last allowed line for an ERROR event.
       const limit = e.kind === "ERROR" ? MONITOR_MAX_LINES : MONITOR_MAX_LINES - 1;
       if (monitorLines >= limit) return;
@@ -56,7 +58,7 @@ export function openChannels(env: Record<string, string | undefined> = process.e
     result(r) {
       if (resultSent) return;
       resultSent = true;
-      con(r.ok ? "SUCCESS" : `ERROR: ${oneLine(r.error)}`);
+      con(r.ok ? "SUCCESS" : `ERROR: ${r.error}`);
       const fd = openOrNull(resultPath);
       if (fd === null) return;
       try {

@@ -4,13 +4,17 @@
  * TASK_END / TASK_SKIP monitor events, and on the first failure unmounts
  * everything and reports "<Task>: <cause>".
  */
-import type { HelperParams, HelperResult, MonitorEvent } from "../src/protocol.ts";
+import { oneLine, type HelperParams, type HelperResult, type MonitorEvent } from "../src/protocol.ts";
 import type { OsFamily, Props, Task, TaskContext } from "./task.ts";
 
-/** One-line text of any thrown value, for ERROR results. */
+/**
+ * One-line text of any thrown value, for ERROR results. Flattened, not cut at
+ * the first newline: a message that quotes the image (an fstab mount point
+ * with an escaped newline) still ends with its cause.
+ */
 export function errorText(e: unknown): string {
   const msg = e instanceof Error ? e.message : String(e);
-  return msg.split("\n")[0]!.trim() || (e instanceof Error ? e.name : "unknown error");
+  return oneLine(msg) || (e instanceof Error ? e.name : "unknown error");
 }
 
 /** The tasks `rename` runs (everything else is create-only). */

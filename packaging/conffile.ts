@@ -27,6 +27,7 @@ export const SETTING_HELP: Record<Key, string> = {
   QEMU: "The qemu executable (name looked up in PATH, or an absolute path).",
   HTTP_MAX_REDIRECTS: "Redirects followed for http(s):// images and config_url (0-20).",
   CONFIG_URL_MAX_BYTES: "Largest document config_url may return, in bytes.",
+  ZERO_DISK_TAIL: "Zero the disk past the image (old data of a reused disk): no, cheap (only where no data is written: file hole punch, offloaded write-zeroes) or always.",
 };
 
 /** Default of a setting as written in the file (string form). */

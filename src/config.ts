@@ -116,6 +116,15 @@ export const ConfigSchema = v.object({
   DEFAULT_NIC_CONFIG: v.optional(v.picklist(DEFAULT_NIC_CONFIGS, `must be one of: ${DEFAULT_NIC_CONFIGS.filter(Boolean).join(", ")} or empty`), "dhcp"),
   QEMU: v.optional(v.string(), "qemu-system-x86_64"),
   HTTP_MAX_REDIRECTS: v.optional(PositiveInt(0, 20), "5"),
+  /**
+   * What a previous user of the disk left past the image's end (it becomes
+   * the grown partition's free space): "cheap" zeroes it where that costs no
+   * data writes (hole punched in a file disk; BLKZEROOUT on a block device
+   * that offloads write-zeroes), "always" also where the kernel must write
+   * zeroes (slow: the whole rest of the disk), "no" leaves it as it is
+   * (Ganeti's prealloc_wipe_disks may have wiped it; see snf-image doctor).
+   */
+  ZERO_DISK_TAIL: v.optional(v.picklist(["no", "cheap", "always"], "must be no, cheap or always"), "cheap"),
   CONFIG_URL_MAX_BYTES: v.optional(PositiveInt(1024, 64 * 1024 * 1024), String(8 * 1024 * 1024)),
 });
 export type Config = v.InferOutput<typeof ConfigSchema> & {

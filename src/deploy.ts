@@ -81,6 +81,7 @@ export async function deploy(env: GanetiEnv, config: Config, monitor: Monitor, s
       expectedSize: opened.size,
       signal,
       onProgress: (pos) => monitor.copyProgress(pos, total),
+      zeroTail: config.ZERO_DISK_TAIL,
     });
     monitor.copyProgress(r.bytes, total, true);
     monitor.info("Image copy finished.");
@@ -88,6 +89,10 @@ export async function deploy(env: GanetiEnv, config: Config, monitor: Monitor, s
     bytes = r.bytes;
     zeroBytes = r.zeroBytes;
     log.info(`copied ${r.bytes} bytes in ${(r.ms / 1000).toFixed(2)} s (${r.zeroBytes} bytes zeroed without writing)`);
+    if (config.ZERO_DISK_TAIL !== "no") {
+      if (r.tail.method.startsWith("skipped")) log.warn(`ZERO_DISK_TAIL=${config.ZERO_DISK_TAIL}: the ${target.size - r.bytes} bytes past the image were not zeroed (${r.tail.method.slice(9)})`);
+      else if (r.tail.bytes) log.info(`zeroed the ${r.tail.bytes} bytes past the image (${r.tail.method}) in ${(r.tail.ms / 1000).toFixed(2)} s`);
+    }
   }
 
   const doc = helperParams({ mode: "create", env, config, params, hostProperties: HOST_PROPERTIES[params.imgFormat], hostKeys: await (keys ?? startHostKeys()) });

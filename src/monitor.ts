@@ -4,7 +4,7 @@
  * lines go to that program's stdin (argv[1] = instance name); otherwise they
  * go into the Ganeti OS log as `[MONITOR] …` lines.
  */
-import type { MonitorEvent } from "./protocol.ts";
+import { oneLine, type MonitorEvent } from "./protocol.ts";
 import { log } from "./log.ts";
 
 export type MonitorMessage =
@@ -59,7 +59,7 @@ export function openMonitor(o: { program: string; instance: string; intervalMs?:
           log.warn("PROGRESS_MONITOR stopped reading; progress goes to the log");
         }
       }
-      process.stderr.write(`[MONITOR] ${line}\n`);
+      process.stderr.write(`[MONITOR] ${oneLine(line)}\n`);
     });
 
   let lastProgress = 0;

@@ -187,12 +187,12 @@ export function decodeMonitor(raw: string): MonitorEvent {
       const c = rest.indexOf(":");
       const task = c < 0 ? rest : rest.slice(0, c);
       if (!TASK_NAME.test(task)) throw new Error("bad task name");
-      return { kind, task, reason: c < 0 ? "" : rest.slice(c + 1) };
+      return { kind, task, reason: c < 0 ? "" : oneLine(rest.slice(c + 1)) };
     }
     case "INFO":
     case "WARNING":
     case "ERROR":
-      return { kind, text: rest };
+      return { kind, text: oneLine(rest) };
     default:
       throw new Error(`unknown monitor kind ${JSON.stringify(kind.slice(0, 20))}`);
   }
@@ -213,7 +213,7 @@ export function decodeResult(text: string): HelperResult | null {
   if (first === RESULT_SUCCESS) return { ok: true };
   if (first.trim() === "") return null;
   const msg = first.startsWith("ERROR:") ? first.slice(6).trim() : first.trim();
-  return { ok: false, error: truncateBytes(sanitize(msg), 400) };
+  return { ok: false, error: truncateBytes(oneLine(msg), 400) };
 }
 
 // ---------------------------------------------------------------------------
@@ -231,14 +231,25 @@ export type HelperManifest = v.InferOutput<typeof HelperManifestSchema>;
 // ---------------------------------------------------------------------------
 // small shared text helpers (pure)
 
-export function oneLine(s: string): string {
-  return sanitize(s).replace(/\s*[\r\n]+\s*/g, " | ").trim();
-}
+// eslint-disable-next-line no-control-regex
+const LINE_BREAKS = /[\r\n\x0b\x0c\x85\u2028\u2029]/;
+// eslint-disable-next-line no-control-regex
+const UNSAFE_CHARS = /[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 
-/** Strip control characters other than newline/tab. */
-export function sanitize(s: string): string {
-  // eslint-disable-next-line no-control-regex
-  return s.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, "");
+/**
+ * THE sanitizer for text that crosses from the image or the guest into a log
+ * line (both sides use it): line breaks of every kind (CR, LF, VT, FF, NEL,
+ * U+2028/2029) become " | ", tabs a space, and every other C0 control, DEL,
+ * C1 control (U+0080–U+009F, e.g. a one-byte CSI) and bidi control
+ * (U+061C, U+200E/F, U+202A–U+202E, U+2066–U+2069) is dropped. The result is
+ * one line that cannot forge another line nor reorder or recolour one.
+ */
+export function oneLine(s: string): string {
+  return s
+    .split(LINE_BREAKS)
+    .map((l) => l.replace(/\t/g, " ").replace(UNSAFE_CHARS, "").trim())
+    .filter((l) => l !== "")
+    .join(" | ");
 }
 
 export function truncateBytes(s: string, max: number): string {

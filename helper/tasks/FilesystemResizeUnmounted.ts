@@ -1,11 +1,12 @@
 /**
  * Grow an ext2/3/4 filesystem on the grown partition while nothing is
- * mounted. Refuses a dirty filesystem (journal needing recovery, not clean)
- * instead of risking the corruption of a live snapshot. Other filesystems
- * are left to FilesystemResizeMounted.
+ * mounted. A journal that needs recovery (an image taken from a snapshot of
+ * a running machine) is replayed first, with a warning; a filesystem that is
+ * still not clean after that is refused. Other filesystems are left to
+ * FilesystemResizeMounted.
  */
 import type { Task } from "../task.ts";
-import { assertClean, grow, preen, readHeader } from "../lib/e2fs.ts";
+import { assertClean, grow, preen, readHeader, replayJournal } from "../lib/e2fs.ts";
 import { resizeCandidate } from "../lib/partition.ts";
 
 const EXT = new Set(["ext2", "ext3", "ext4"]);
@@ -27,8 +28,8 @@ export const task: Task = {
 };
 
 /** Check, preen and grow one ext filesystem (exported for the tests). */
-export async function resizeExt(ctx: Pick<import("../task.ts").TaskContext, "run" | "info">, dev: string, what: string): Promise<void> {
-  assertClean(await readHeader(ctx.run, dev), what);
+export async function resizeExt(ctx: Pick<import("../task.ts").TaskContext, "run" | "info" | "warn">, dev: string, what: string): Promise<void> {
+  assertClean(await replayJournal(ctx, dev, what), what);
   const { fixed } = await preen(ctx.run, dev, what);
   if (fixed) ctx.info(`e2fsck fixed minor problems on ${what}`);
   const before = await readHeader(ctx.run, dev);

@@ -9,6 +9,7 @@ import { findBySpec } from "../disk.ts";
 import { imageMounts, type Mounts } from "../lib/mount.ts";
 import { isDirIn, mkdirIn, readTextIn, resolveInRoot } from "../lib/safepath.ts";
 import { detectDistro } from "../os/distro.ts";
+import { replayJournal } from "../lib/e2fs.ts";
 
 export interface FstabEntry {
   spec: string;
@@ -87,6 +88,9 @@ export async function mountImage(ctx: TaskContext, mounts: Mounts = imageMounts)
   const rp = ctx.rootPartition;
   const windows = ctx.os.family === "windows" || ctx.os.family === "windows-legacy";
   if (!windows && ctx.os.family !== "linux") throw new Error(`mounting ${ctx.os.family} images is not supported`);
+  // The filesystem resize replays a dirty ext journal; when it did not run
+  // (excluded, CLOUD_INIT), replay it here, with the same warning.
+  if (!windows && (rp.fsType === "ext3" || rp.fsType === "ext4")) await replayJournal(ctx, rp.dev, `${rp.fsType} on ${rp.dev.split("/").pop()}`);
   await mounts.mount(rp.dev, ctx.root, { fsType: windows ? "ntfs" : rp.fsType });
   if (windows) return;
   if (!isDirIn(ctx.root, "/etc")) throw new Error(`root partition ${rp.number} has no /etc`);

@@ -8,6 +8,7 @@
 import { runCleanups, signalAbort } from "../cleanup.ts";
 import { SnfError } from "../errors.ts";
 import { log } from "../log.ts";
+import { oneLine } from "../protocol.ts";
 
 const ABORT_GRACE_MS = 10_000;
 
@@ -33,7 +34,8 @@ export async function runScript(name: string, body: (signal: AbortSignal) => Pro
       line = `ERROR: internal error: ${(e as Error)?.message ?? String(e)}`;
     }
     if (ac.signal.aborted && !/cancel/i.test(line)) line = line.replace(/^ERROR: /, `ERROR: cancelled (${(ac.signal.reason as Error)?.message ?? "signal"}): `);
-    process.stderr.write(`snf-image ${name}: ${line}\n`);
+    // The last line Ganeti shows: causes quote URLs, servers and the image, so flatten it.
+    process.stderr.write(`snf-image ${name}: ${oneLine(line)}\n`);
     process.exit(1);
   }
   process.exit(0);

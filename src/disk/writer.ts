@@ -51,6 +51,14 @@ export interface WriteOptions {
   /** Called at most every ~3 s and once at the end; pos/total include the prefix. */
   onProgress?: (pos: number, total: number | null) => void;
   signal?: AbortSignal;
+  /**
+   * After the image, zero the rest of the disk (what a previous user of the
+   * disk left past the image's end): "cheap" only where the storage zeroes
+   * without the data being written (a hole punched in a file disk, a block
+   * device that offloads write-zeroes), "always" also by writing (the kernel
+   * writes zero pages for BLKZEROOUT when the device cannot). ZERO_DISK_TAIL.
+   */
+  zeroTail?: "no" | "cheap" | "always";
 }
 
 export interface WriteResult {
@@ -61,6 +69,15 @@ export interface WriteResult {
   ms: number;
   /** How zero runs were zeroed: "blkzeroout", "punch", "zerorange", "write", or "none". */
   zeroMethod: string;
+  /** The disk past the image: bytes zeroed, how, and how long it took (zeroTail). */
+  tail: TailResult;
+}
+
+export interface TailResult {
+  bytes: number;
+  /** "blkzeroout" | "punch" | "zerorange" | "write", "skipped: <why>", or "none" (not asked / nothing past the image). */
+  method: string;
+  ms: number;
 }
 
 const ERRNO_NAMES: Record<number, string> = { 1: "EPERM", 5: "EIO", 22: "EINVAL", 28: "ENOSPC", 95: "EOPNOTSUPP" };
@@ -99,37 +116,97 @@ class Zeroer {
   ) {
     this.mode = target.kind === "block" ? "blkzeroout" : "punch";
   }
-  /** Returns a promise only for the plain-write fallback. */
-  run(off: number, len: number): Promise<void> | null {
+  /** Zeroes [off, off+len) without writing data; false when the storage cannot. */
+  tryCheap(off: number, len: number): boolean {
     for (;;) {
       let rc: number;
       switch (this.mode) {
         case "blkzeroout":
           rc = blkZeroOut(this.fd, off, len);
-          if (rc === 0) return null;
+          if (rc === 0) return true;
           this.mode = "write";
           break;
         case "punch":
           rc = fallocate(this.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
-          if (rc === 0) return null;
+          if (rc === 0) return true;
           this.mode = "zerorange";
           break;
         case "zerorange":
           rc = fallocate(this.fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off, len);
-          if (rc === 0) return null;
+          if (rc === 0) return true;
           this.mode = "write";
           break;
-        case "write": {
-          const ps: Promise<void>[] = [];
-          for (let o = 0; o < len; o += this.zero.length) {
-            ps.push(writeAll(this.fd, this.zero, 0, Math.min(this.zero.length, len - o), off + o));
-          }
-          return Promise.all(ps).then(() => undefined);
-        }
+        case "write":
+          return false;
       }
       log.debug(`${this.target.path}: zeroing falls back to ${this.mode} (errno ${ERRNO_NAMES[rc] ?? rc})`);
     }
   }
+  /** Returns a promise only for the plain-write fallback. */
+  run(off: number, len: number): Promise<void> | null {
+    if (this.tryCheap(off, len)) return null;
+    const ps: Promise<void>[] = [];
+    for (let o = 0; o < len; o += this.zero.length) {
+      ps.push(writeAll(this.fd, this.zero, 0, Math.min(this.zero.length, len - o), off + o));
+    }
+    return Promise.all(ps).then(() => undefined);
+  }
+}
+
+/**
+ * Does the block device zero ranges without the data being written
+ * (REQ_OP_WRITE_ZEROES offloaded: thin LVM, loop over a file, NVMe/SCSI
+ * WRITE ZEROES/UNMAP)? Without it BLKZEROOUT makes the kernel write zero pages.
+ */
+export function offloadsWriteZeroes(path: string): boolean {
+  try {
+    const rdev = fs.statSync(path).rdev;
+    const dev = `${Math.floor(rdev / 256) & 0xfff}:${(rdev & 0xff) | ((rdev >> 12) & 0xfff00)}`;
+    const base = `/sys/dev/block/${dev}`;
+    // a partition has no queue/ of its own: its disk's applies
+    const q = fs.existsSync(`${base}/queue`) ? `${base}/queue` : `${base}/../queue`;
+    return Number(fs.readFileSync(`${q}/write_zeroes_max_bytes`, "utf8").trim()) > 0;
+  } catch {
+    return false;
+  }
+}
+
+/** BLKZEROOUT / fallocate in steps of this many bytes, the abort signal checked between. */
+const TAIL_STEP = 1024 * 1024 * 1024;
+
+async function zeroTail(fd: number, target: Target, zeroer: Zeroer, from: number, how: "cheap" | "always", signal?: AbortSignal): Promise<TailResult> {
+  const t0 = performance.now();
+  // O_DIRECT and BLKZEROOUT want sector alignment; the few bytes before the
+  // next 4 KiB boundary are written as zeros through the page cache.
+  const start = Math.min(target.size, Math.ceil(from / BLOCK) * BLOCK);
+  const end = target.kind === "block" ? target.size - (target.size % target.sectorSize) : target.size;
+  if (end <= from) return { bytes: 0, method: "none", ms: 0 };
+  if (how === "cheap" && target.kind === "block" && !offloadsWriteZeroes(target.path)) {
+    return { bytes: 0, method: "skipped: the device does not offload write-zeroes (ZERO_DISK_TAIL=always writes them)", ms: 0 };
+  }
+  if (start > from) {
+    const tfd = fs.openSync(target.path, fs.constants.O_WRONLY | O_CLOEXEC);
+    try {
+      await writeAll(tfd, new Uint8Array(start - from), 0, start - from, from);
+      await fdatasync(tfd);
+    } finally {
+      fs.closeSync(tfd);
+    }
+  }
+  for (let off = start; off < end; off += TAIL_STEP) {
+    if (signal?.aborted) throw new SnfError(`zeroing the disk past the image interrupted: ${errorMessage(signal.reason)}`);
+    const len = Math.min(TAIL_STEP, end - off);
+    if (how === "cheap") {
+      if (!zeroer.tryCheap(off, len)) {
+        return { bytes: off - from, method: `skipped: the storage cannot zero without writing (ZERO_DISK_TAIL=always writes them)`, ms: Math.round(performance.now() - t0) };
+      }
+    } else {
+      const p = zeroer.run(off, len);
+      if (p) await p;
+    }
+    await new Promise((r) => setImmediate(r)); // let a signal in between steps
+  }
+  return { bytes: end - from, method: zeroer.mode, ms: Math.round(performance.now() - t0) };
 }
 
 export async function writeImage(
@@ -344,10 +421,12 @@ export async function writeImage(
     if (total !== null && written !== total) {
       throw new SnfError(`image stream ended after ${written - prefix.length} of ${total - prefix.length} bytes`);
     }
-    await fdatasync(fd);
+    const zeroMethod = zeroBytes ? zeroer.mode : "none";
     if (tailFd >= 0) await fdatasync(tailFd);
+    const tail = o.zeroTail && o.zeroTail !== "no" ? await zeroTail(fd, target, zeroer, written, o.zeroTail, o.signal) : { bytes: 0, method: "none", ms: 0 };
+    await fdatasync(fd);
     o.onProgress?.(written, total);
-    return { bytes: written, zeroBytes, ms: Math.round(performance.now() - t0), zeroMethod: zeroBytes ? zeroer.mode : "none" };
+    return { bytes: written, zeroBytes, ms: Math.round(performance.now() - t0), zeroMethod, tail };
   } catch (e) {
     await Promise.allSettled(ahead.splice(0));
     await Promise.all(pending).catch(() => {});

@@ -6,8 +6,8 @@ import fs from "node:fs";
 import os from "node:os";
 import { type CheckOutcome, fail, ok, warn } from "./schema.ts";
 
-const SBIN = "/usr/sbin:/usr/local/sbin:/sbin:/usr/bin:/bin";
-const SSCONF_CLUSTER = "/var/lib/ganeti/ssconf_cluster_name";
+export const SBIN = "/usr/sbin:/usr/local/sbin:/sbin:/usr/bin:/bin";
+export const SSCONF_CLUSTER = "/var/lib/ganeti/ssconf_cluster_name";
 const TIMEOUT_MS = 60_000;
 
 export interface DiagnoseVerdict {
@@ -43,7 +43,8 @@ export function parseDiagnose(text: string, osName: string, nodeNames: string[])
   return { found: true, globalStatus, nodeStatus, reason };
 }
 
-async function run(argv: string[]): Promise<{ out: string; code: number; timedOut: boolean }> {
+/** Runs a Ganeti client command, bounded by TIMEOUT_MS. */
+export async function runGanetiTool(argv: string[]): Promise<{ out: string; code: number; timedOut: boolean }> {
   const p = Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   let timedOut = false;
   const timer = setTimeout(() => {
@@ -65,7 +66,7 @@ export async function checkGaneti(osName = "snf-image"): Promise<CheckOutcome> {
   if (!fs.existsSync(SSCONF_CLUSTER)) {
     return warn("Ganeti is installed but this node is in no cluster: gnt-os diagnose skipped", "gnt-cluster init (or gnt-node add this node), then run snf-image doctor again");
   }
-  const r = await run([gntOs, "diagnose"]);
+  const r = await runGanetiTool([gntOs, "diagnose"]);
   if (r.timedOut) return fail(`gnt-os diagnose did not answer within ${TIMEOUT_MS / 1000} s`, "check the Ganeti daemons (systemctl status ganeti)");
   if (r.code !== 0) {
     const last = r.out.trim().split("\n").pop() ?? "";

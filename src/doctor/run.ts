@@ -7,6 +7,7 @@ import { VERSION } from "../version.ts";
 import { checkAccel, checkHelperBoot } from "./accel-check.ts";
 import { checkConfig } from "./config-check.ts";
 import { checkGaneti } from "./ganeti-check.ts";
+import { checkDiskWipe } from "./wipe-check.ts";
 import { checkHelperImage } from "./helper-check.ts";
 import { checkImageDir } from "./images.ts";
 import { checkOsDefinition } from "./osdef-check.ts";
@@ -59,6 +60,7 @@ export async function runDoctor(o: DoctorOptions = {}): Promise<DoctorReport> {
   });
   await timed("os-definition", () => checkOsDefinition(env));
   await timed("ganeti", () => checkGaneti());
+  await timed("disk-wipe", () => checkDiskWipe(config));
 
   return {
     version: VERSION,

@@ -3,6 +3,7 @@
  * status, a one-line finding and the fix. Tests validate against it.
  */
 import * as v from "valibot";
+import { oneLine } from "../protocol.ts";
 
 export const CHECK_IDS = [
   "config",
@@ -14,6 +15,7 @@ export const CHECK_IDS = [
   "helper-user",
   "os-definition",
   "ganeti",
+  "disk-wipe",
 ] as const;
 export type CheckId = (typeof CHECK_IDS)[number];
 
@@ -72,5 +74,5 @@ export const fail = (finding: string, fix: string, extra: Partial<CheckOutcome> 
 
 /** Force one line (findings often quote tool output). */
 export function line(s: string): string {
-  return s.replace(/\s*[\r\n]+\s*/g, " | ").trim();
+  return oneLine(s);
 }

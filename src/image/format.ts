@@ -148,13 +148,23 @@ export function decompress(stream: ReadableStream<Uint8Array>, kind: Compression
 /**
  * Opens a source and undoes any compression. `size` is the byte count the
  * writer should expect: the source size, or null when compressed.
+ *
+ * An image that yields no byte at all (a 0-byte file, an empty body, a
+ * compressed stream of nothing) is refused here, before anything is written:
+ * deploying it would leave the disk's previous contents to be customized.
  */
 export async function openImage(
   source: ImageSource,
   signal?: AbortSignal,
 ): Promise<{ stream: ReadableStream<Uint8Array>; size: number | null; compression: Compression | null }> {
   const raw = await source.open(signal);
+  const empty = async (stream: ReadableStream<Uint8Array>, compression: Compression | null): Promise<never> => {
+    await stream.cancel().catch(() => {});
+    throw new SnfError(`image ${source.display} is empty (${compression ? `its ${compression} stream holds` : "it has"} 0 bytes): refusing to deploy it; the disk was not touched`);
+  };
   const file = fileBacking(raw);
+  let compression: Compression | null;
+  let stream: ReadableStream<Uint8Array>;
   if (file) {
     // Sniff with a positional read and hand the untouched stream on, so that
     // writeImage (raw) or the decompressor (stdin = the fd) reads the file itself.
@@ -166,14 +176,22 @@ export async function openImage(
       await raw.cancel().catch(() => {});
       throw new SnfError(`reading the image failed: ${(e as { code?: string }).code ?? errorMessage(e)}`);
     }
-    const compression = await detectCompression(head.subarray(0, n));
+    if (n === 0) return empty(raw, null);
+    compression = await detectCompression(head.subarray(0, n));
     if (!compression) return { stream: raw, size: source.size, compression };
-    return { stream: decompress(raw, compression), size: null, compression };
+    stream = decompress(raw, compression);
+  } else {
+    const peeked = await peek(raw, MAGIC_BYTES);
+    if (peeked.head.length === 0) return empty(peeked.stream, null);
+    compression = await detectCompression(peeked.head);
+    if (!compression) return { stream: peeked.stream, size: source.size, compression };
+    stream = decompress(peeked.stream, compression);
   }
-  const { head, stream } = await peek(raw, MAGIC_BYTES);
-  const compression = await detectCompression(head);
-  if (!compression) return { stream, size: source.size, compression };
-  return { stream: decompress(stream, compression), size: null, compression };
+  // Wait for the first decompressed byte (or the tool's verdict) before the
+  // writer, and the extdump/ntfsdump prefix the host writes, touch the disk.
+  const first = await peek(stream, 1);
+  if (first.head.length === 0) return empty(first.stream, compression);
+  return { stream: first.stream, size: null, compression };
 }
 
 // ---------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import {
   type MonitorEvent,
   decodeMonitor,
   decodeResult,
-  sanitize,
+  oneLine,
 } from "../protocol.ts";
 import { errorMessage } from "../errors.ts";
 
@@ -121,6 +121,6 @@ export class ConsoleReader {
   }
 
   private emit(line: string): void {
-    this.onLine(sanitize(line.replace(/\r$/, "")).replace(/\t/g, " "));
+    this.onLine(oneLine(line));
   }
 }

@@ -3,7 +3,7 @@
  * environment (only Ganeti's variables and PATH), cwd = the OS directory,
  * stdin closed, stdout+stderr into one log.
  */
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
@@ -121,4 +121,17 @@ export function placeImage(src: string, dest: string): void {
   if (ln.exitCode === 0) return;
   const cp = Bun.spawnSync(["cp", "--sparse=always", src, dest], { stderr: "pipe" });
   if (cp.exitCode !== 0) throw new Error(`cannot copy ${src} to ${dest}: ${cp.stderr.toString().trim()}`);
+}
+
+/**
+ * What a finished create left behind: qemu processes and loop devices that
+ * mention `work` (other developers' runs use other paths), entries in the
+ * run's TMPDIR, and files under it that hold `secret`.
+ */
+export function leftovers(work: string, runTmp: string, secret?: string): { qemu: string[]; loops: string[]; temp: string[]; secretIn: string[] } {
+  const qemu = Bun.spawnSync(["pgrep", "-f", `qemu-system.*${work}`], { stdout: "pipe" }).stdout.toString().trim().split("\n").filter(Boolean);
+  const loops = Bun.spawnSync(["losetup", "-a"], { stdout: "pipe" }).stdout.toString().split("\n").filter((l) => l.includes(work));
+  const temp = readdirSync(runTmp);
+  const secretIn = secret ? Bun.spawnSync(["grep", "-rlF", "--", secret, runTmp], { stdout: "pipe" }).stdout.toString().trim().split("\n").filter(Boolean) : [];
+  return { qemu, loops, temp, secretIn };
 }

@@ -15,7 +15,9 @@ import { parseDiagnose } from "../../src/doctor/ganeti-check.ts";
 import { formatFromName } from "../../src/doctor/images.ts";
 import { wrapperTarget } from "../../src/doctor/osdef-check.ts";
 import { renderCheck } from "../../src/doctor/render.ts";
-import { type CheckId, type DoctorReport, DoctorReportSchema } from "../../src/doctor/schema.ts";
+import { CHECK_IDS, type CheckId, type DoctorReport, DoctorReportSchema } from "../../src/doctor/schema.ts";
+import { checkDiskWipe, parsePreallocWipe } from "../../src/doctor/wipe-check.ts";
+import { parseConfig } from "../../src/config.ts";
 import { uidFromPasswd } from "../../src/doctor/user-check.ts";
 import { PROTOCOL_VERSION } from "../../src/protocol.ts";
 
@@ -241,7 +243,7 @@ describe("doctor on broken setups (CLI, --json)", () => {
   test("human output: one [STATUS] line per check, a fix line under failures, summary last", async () => {
     const r = await doctor(conf("nohelper", base()), []);
     const lines = r.stdout.trim().split("\n");
-    expect(lines.filter((l) => /^\[(?: OK |WARN|FAIL)\] /.test(l)).length).toBe(9);
+    expect(lines.filter((l) => /^\[(?: OK |WARN|FAIL)\] /.test(l)).length).toBe(CHECK_IDS.length);
     expect(r.stdout).toContain("[FAIL] helper-image:");
     expect(lines.at(-1)).toContain("NOT ready to deploy");
     expect(r.stderr).toBe("");
@@ -281,6 +283,16 @@ describe("doctor pure parts", () => {
     expect(uidFromPasswd("nobodyx:x:1:1::/:/x\n", "nobody")).toBeNull();
     expect(wrapperTarget('#!/bin/sh\nexec /usr/lib/snf-image/snf-image os create "$@"\n', "/d")).toBe("/usr/lib/snf-image/snf-image");
     expect(wrapperTarget('#!/bin/sh\nexec "${0%/*}/snf-image" os create "$@"\n', "/usr/share/ganeti/os/x")).toBe("/usr/share/ganeti/os/x/snf-image");
+  });
+
+  test("disk-wipe: prealloc_wipe_disks from gnt-cluster info; a node without Ganeti says so", async () => {
+    expect(parsePreallocWipe("Cluster parameters:\n  - candidate pool size: 10\n  - prealloc_wipe_disks: True\n")).toBe(true);
+    expect(parsePreallocWipe("  - preallocation wipe disks: False\n")).toBe(false);
+    expect(parsePreallocWipe("Cluster name: c\n")).toBeNull();
+    if (Bun.which("gnt-cluster", { PATH: "/usr/sbin:/usr/local/sbin:/sbin:/usr/bin:/bin" })) return; // the e2e suite covers a real cluster
+    const c = await checkDiskWipe(parseConfig("", null));
+    expect(c.status).toBe("warn");
+    expect(c.finding).toMatch(/^Ganeti is not installed on this node: prealloc_wipe_disks unknown; ZERO_DISK_TAIL=cheap zeroes disk 0 past the image on file disks/);
   });
 
   test("renderCheck shows fix and details for failures", () => {

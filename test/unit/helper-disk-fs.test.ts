@@ -51,15 +51,18 @@ describe("FilesystemResizeUnmounted", () => {
     expect(ctx.infos.join("\n")).toContain("8192 → 24576 blocks");
   });
 
-  test("refuses an ext4 whose journal needs recovery, leaving it untouched", async () => {
+  test("replays a journal that needs recovery (with a warning), then grows", async () => {
     fr = fakeRoot();
     const file = await ext4File(32);
     await run(["debugfs", "-w", "-R", "feature needs_recovery", file]);
     fs.truncateSync(file, 64 * MiB);
     const ctx = ctxWithPartition(file);
-    await expect(resizeUnmounted.run(ctx)).rejects.toThrow(/ext4 on part\.img has a dirty journal \(needs_recovery\)/);
+    await resizeUnmounted.run(ctx);
+    expect(ctx.warnings.join("\n")).toMatch(/ext4 on part\.img has a journal that needs recovery .*replaying it with e2fsck -p/);
     const h = await readHeader(run, file);
-    expect(h.blockCount * h.blockSize).toBe(32 * MiB);
+    expect(h.features).not.toContain("needs_recovery");
+    expect(h.state).toBe("clean");
+    expect(h.blockCount * h.blockSize).toBe(64 * MiB);
   });
 
   test("refuses an ext4 that is not clean", async () => {
