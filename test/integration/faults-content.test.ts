@@ -11,7 +11,9 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { HELPER_DIR, leftovers, runCreate, type CreateSpec, type ScriptRun } from "../lib/deploy.ts";
+import { MINIMAL_ROOT_FILES } from "../lib/images.ts";
 import { mountDisk } from "../lib/inspect.ts";
+import { withLoop } from "../lib/loop.ts";
 
 const MiB = 1024 * 1024;
 const PASSWORD = "Leak-Me-N0t-42";
@@ -49,14 +51,8 @@ const markersIn = (file: string, from = 0): number => {
 function tree(name: string, extra: Record<string, string> = {}, links: Record<string, string> = {}): string {
   const t = join(work, `${name}-tree`);
   const files: Record<string, string> = {
+    ...MINIMAL_ROOT_FILES,
     "etc/fstab": "# root\n",
-    "etc/passwd": "root:x:0:0:root:/root:/bin/bash\n",
-    "etc/group": "root:x:0:\n",
-    "etc/shadow": "root:*:19000:0:99999:7:::\n",
-    "etc/hostname": "template\n",
-    "etc/hosts": "127.0.0.1 localhost\n127.0.1.1 template\n",
-    "etc/machine-id": "0123456789abcdef0123456789abcdef\n",
-    "etc/os-release": "ID=debian\nVERSION_ID=12\n",
     "etc/ssh/sshd_config": "PasswordAuthentication yes\n",
     "tmp/.keep": "",
     ...extra,
@@ -214,10 +210,11 @@ describe("hostile filesystems through the helper VM", () => {
     expectOneLineFailure(r, /image customization failed: finding the root partition: cannot find the root partition/);
   }, 600_000);
 
-  test("XFS root with symlink traps (hostname, machine-id, /root/.ssh out of the root): every write lands inside the image", async () => {
-    const t = tree("traps", {}, {
+  test("XFS root with symlink traps (hostname, machine-id, /root/.ssh climbing out of the root): every write lands inside the image", async () => {
+    const oldId = "0123456789abcdef0123456789abcdef\n";
+    const t = tree("traps", { "var/lib/real-machine-id": oldId }, {
       "etc/hostname": "../../../../../../../../tmp/escaped-hostname",
-      "etc/machine-id": "/../../../../outside-machine-id",
+      "etc/machine-id": "/../../../../var/lib/real-machine-id",
       "root/.ssh": "../../../../",
     });
     const img = diskdump("traps", [{ file: xfs("traps", t), type: "83" }]);
@@ -243,7 +240,9 @@ describe("hostile filesystems through the helper VM", () => {
       expect(found.length).toBeGreaterThan(0);
       const keys = [join(m.root, "authorized_keys"), join(m.root, "root/.ssh/authorized_keys")].filter((p) => existsSync(p) && readFileSync(p, "utf8").includes(KEY));
       expect(keys.length).toBeGreaterThan(0);
-      expect(existsSync(join(m.root, "outside-machine-id")) || !lstatSync(join(m.root, "etc/machine-id")).isSymbolicLink()).toBe(true);
+      const id = readFileSync(join(m.root, "var/lib/real-machine-id"), "utf8");
+      expect(id).toMatch(/^[0-9a-f]{32}\n$/);
+      expect(id).not.toBe(oldId);
     } finally {
       m.close();
     }
@@ -252,14 +251,50 @@ describe("hostile filesystems through the helper VM", () => {
   }, 600_000);
 });
 
+describe("hostile NTFS (ntfsdump) through the helper VM", () => {
+  test("Windows image whose Setup\\Scripts and unattend.xml are symlinks climbing out of the root: written inside the image, one helper boot", async () => {
+    const f = ntfs("wintrap", 32);
+    withMounted(f, (mnt) => {
+      mkdirSync(join(mnt, "Windows/System32"), { recursive: true });
+      mkdirSync(join(mnt, "Windows/Setup/State"), { recursive: true });
+      writeFileSync(join(mnt, "Windows/Setup/State/State.ini"), "[_CLEAN_]\r\nImageState=IMAGE_STATE_GENERALIZE_RESEAL_TO_OOBE\r\n");
+      mkdirSync(join(mnt, "Escape"));
+      symlinkSync("../../../../../../../Escape", join(mnt, "Windows/Setup/Scripts"));
+      symlinkSync("../../../../../outside-unattend.xml", join(mnt, "unattend.xml"));
+    }, "ntfs-3g");
+    copyFileSync(f, join(imageDir, "wintrap"));
+    const disk = usedDisk("disk-wintrap", 64);
+    const r = await create({ disks: [disk], instance: "win1", osp: { img_id: "wintrap", img_format: "ntfsdump", img_passwd: PASSWORD } });
+    expect(r.output).not.toMatch(CONTROL);
+    expect(leftovers(work, runTmp, PASSWORD)).toEqual({ qemu: [], loops: [], temp: [], secretIn: [] });
+    if (r.code !== 0) {
+      expectOneLineFailure(r, /image customization failed: /);
+      return;
+    }
+    await withLoop(disk, async (d) => {
+      const cat = (p: string) => Bun.spawnSync(["ntfscat", "-f", d.partitions[0]!, p], { stdout: "pipe", stderr: "pipe" }).stdout.toString();
+      // re-rooted through the link, or the link replaced: both stay inside the image
+      const at = (paths: string[]) => paths.find((p) => cat(p).length > 0);
+      const scriptAt = at(["/Escape/SetupComplete.cmd", "/Windows/Setup/Scripts/SetupComplete.cmd"]);
+      const answerAt = at(["/outside-unattend.xml", "/unattend.xml"]);
+      console.log(`SetupComplete.cmd written at ${scriptAt}, the answer file at ${answerAt}`);
+      const script = scriptAt ? cat(scriptAt) : "";
+      const answer = answerAt ? cat(answerAt) : "";
+      expect(script.length).toBeGreaterThan(0);
+      expect(answer).toContain("<ComputerName>win1</ComputerName>");
+      expect(answer).not.toContain(PASSWORD);
+    });
+  }, 600_000);
+});
+
 describe("text from the image never forges a line; dirty journals deploy", () => {
   test("dirty ext4 journal (real transaction) + fstab/os-release/hostname with newlines, C1 and bidi controls: deploys with a warning, no forged line", async () => {
-    const forged = "snf-image\\040create:\\040deployed\\040in\\0400.1\\040s";
+    const forged = "\u2714\\040vm1.example.org\\040deployed\\040in\\0400.1\\040s";
     const t = tree("dirty", {
       "etc/fstab": [
         "LABEL=root / ext4 defaults 0 1",
         `tmpfs /run/x\\012${forged}\\012HELPER:\\040SUCCESS tmpfs defaults 0 0`,
-        "tmpfs /mnt/\\302\\233\\06331m\u202eevil\u2066\u0085red\\015over tmpfs defaults 0 0",
+        "tmpfs /mnt/\\302\\233\\033[31m\u202eevil\u2066\u0085red\\015over tmpfs defaults 0 0",
         "",
       ].join("\n"),
       "etc/os-release": 'ID=debian\nPRETTY_NAME="Evil\u009b2J\u202eOS\x1b]0;title\x07"\nVERSION_ID=12\n',
@@ -281,13 +316,12 @@ describe("text from the image never forges a line; dirty journals deploy", () =>
     const disk = usedDisk("disk-dirty", 96);
     const r = await create({ disks: [disk], osp: { img_id: "dirty", img_format: "diskdump", img_passwd: PASSWORD } });
     expect(r.code).toBe(0);
-    expect(r.lastLine).toMatch(/^snf-image create: deployed in /);
+    expect(r.lastLine).toMatch(/^\u2714 vm1\.example\.org deployed in /);
     expect(r.output).toMatch(/WARN.*helper: ext4 on \w+ has a journal that needs recovery .*replaying it with e2fsck -p/);
     // no line of its own from the image, no control character anywhere
     const lines = r.output.split("\n");
-    expect(lines.filter((l) => /^(HELPER: )?SUCCESS/.test(l) || /^(HELPER: )?snf-image create: deployed in 0\.1 s/.test(l))).toEqual([]);
-    expect(lines.filter((l) => l.startsWith("snf-image create: deployed"))).toHaveLength(1);
-    expect(r.output).toMatch(/fstab line 2 \(\/run\/x \| snf-image create: deployed in 0\.1 s \| HELPER: SUCCESS\) not mounted/);
+    expect(lines.filter((l) => /^(HELPER: )?(SUCCESS|\u2714)/.test(l))).toEqual([r.lastLine]);
+    expect(r.output).toMatch(/fstab line 2 \(\/run\/x \| \u2714 vm1\.example\.org deployed in 0\.1 s \| HELPER: SUCCESS\) not mounted/);
     expect(r.output).not.toMatch(CONTROL);
     expect(leftovers(work, runTmp, PASSWORD)).toEqual({ qemu: [], loops: [], temp: [], secretIn: [] });
     const m = mountDisk(disk, 1); // ro,noload: the file is there only if the helper replayed the journal
@@ -304,7 +338,7 @@ describe("text from the image never forges a line; dirty journals deploy", () =>
 
   test("an ERROR line quoting the image (btrfs root, fstab mount point with \\012, C1 and bidi): one clean last line; ZERO_DISK_TAIL=no leaves the old data", async () => {
     const t = tree("inject", {
-      "etc/fstab": "LABEL=root / btrfs defaults 0 0\n/dev/vdb1 /srv/\\302\\233\\06331mred\u202ex\\012snf-image\\040create:\\040deployed\\040in\\0401\\040s ext4 defaults 0 2\n",
+      "etc/fstab": "LABEL=root / btrfs defaults 0 0\n/dev/vdb1 /srv/\\302\\233\\033[31mred\u202ex\\012snf-image\\040create:\\040deployed\\040in\\0401\\040s ext4 defaults 0 2\n",
     });
     const img = diskdump("inject", [{ file: btrfs("inject", t), type: "83" }]);
     const disk = usedDisk("disk-inject", 192);

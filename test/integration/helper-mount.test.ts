@@ -9,6 +9,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { PROTOCOL_VERSION, encodeParams, type HelperParamsInput } from "../../src/protocol.ts";
 import { helperMain } from "../../helper/main.ts";
+import { MINIMAL_ROOT_FILES } from "../lib/images.ts";
 import { mountsUnder } from "../../helper/lib/mount.ts";
 import { verifyPassword } from "../../helper/lib/crypt.ts";
 import { task as MountImage } from "../../helper/tasks/MountImage.ts";
@@ -39,14 +40,8 @@ function makeDisk(name: string, fstab: string): string {
   const tree = path.join(work, `${name}-root`);
   const boot = path.join(work, `${name}-boot`);
   const files: Record<string, string> = {
+    ...MINIMAL_ROOT_FILES,
     "etc/fstab": fstab,
-    "etc/passwd": "root:x:0:0:root:/root:/bin/bash\n",
-    "etc/group": "root:x:0:\n",
-    "etc/shadow": "root:*:19000:0:99999:7:::\n",
-    "etc/hostname": "template\n",
-    "etc/hosts": "127.0.0.1 localhost\n127.0.1.1 template\n",
-    "etc/machine-id": "0123456789abcdef0123456789abcdef\n",
-    "etc/os-release": "ID=debian\n",
     "etc/ssh/sshd_config": "Include /etc/ssh/sshd_config.d/*.conf\n",
     "etc/ssh/ssh_host_rsa_key": "OLD KEY\n",
   };

@@ -142,14 +142,6 @@ describe("which network renderer each Debian suite gets", () => {
 });
 
 describe("negative cases through create", () => {
-  test("dirty ext4 journal (needs_recovery): one line naming it, exit 1", async () => {
-    const name = await variant("dirty-journal", { dev: (loop) => sh(["debugfs", "-w", "-R", "feature needs_recovery", loop]) });
-    const r = await create(name, freshDisk("dirty"));
-    expect(r.code).not.toBe(0);
-    expect(r.lastLine).toMatch(/dirty journal \(needs_recovery\)/);
-    expect(r.lastLine.split("\n")).toHaveLength(1);
-  }, 600_000);
-
   test("USERS names a user the image lacks: one line naming the user, exit 1", async () => {
     placeImage(base.path, join(imageDir, "base"));
     const r = await create("base", freshDisk("ghost"), { props: { USERS: "root ghost" } });

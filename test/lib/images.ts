@@ -539,6 +539,17 @@ const SYNTH: Record<"redhat" | "suse" | "arch", { osRelease: string; net: Record
   },
 };
 
+/** The files every helper task needs in a files-only Debian-like root (helper and hostile-image tests). */
+export const MINIMAL_ROOT_FILES: Readonly<Record<string, string>> = {
+  "etc/passwd": "root:x:0:0:root:/root:/bin/bash\n",
+  "etc/group": "root:x:0:\n",
+  "etc/shadow": "root:*:19000:0:99999:7:::\n",
+  "etc/hostname": "template\n",
+  "etc/hosts": "127.0.0.1 localhost\n127.0.1.1 template\n",
+  "etc/machine-id": "0123456789abcdef0123456789abcdef\n",
+  "etc/os-release": "ID=debian\n",
+};
+
 /**
  * A files-only fake root of another distro family (no binaries), for unit tests
  * of per-distro logic: os-release, passwd/shadow/group, sshd_config, network dirs.
