@@ -131,6 +131,35 @@ describe("writeImage on a regular file", () => {
   });
 });
 
+describe("ZERO_DISK_TAIL: the disk past the image", () => {
+  const OLD = new TextEncoder().encode("OLD-TENANT");
+  const count = (b: Uint8Array) => Buffer.from(b).toString("latin1").split("OLD-TENANT").length - 1;
+  const oldDisk = (name: string, size: number) => {
+    const f = path.join(dir, name);
+    const b = new Uint8Array(size);
+    for (let o = 0; o + OLD.length <= size; o += 4096) b.set(OLD, o);
+    fs.writeFileSync(f, b);
+    return f;
+  };
+  test("cheap on a file disk: punched to zeroes (unaligned image end included), image intact", async () => {
+    const f = oldDisk("tail-cheap", 8 * MiB);
+    const image = random(MiB + 1000);
+    const r = await writeImage(chunked(image), f, { expectedSize: image.length, zeroTail: "cheap" });
+    expect(r.tail).toMatchObject({ bytes: 8 * MiB - image.length, method: "punch" });
+    const after = fs.readFileSync(f);
+    expect(Buffer.compare(after.subarray(0, image.length), Buffer.from(image))).toBe(0);
+    expect(after.subarray(image.length).every((x) => x === 0)).toBe(true);
+    expect(fs.statSync(f).size).toBe(8 * MiB);
+  });
+  test("no: what was past the image stays (as documented)", async () => {
+    const f = oldDisk("tail-no", 8 * MiB);
+    const image = random(MiB);
+    const r = await writeImage(chunked(image), f, { expectedSize: image.length, zeroTail: "no" });
+    expect(r.tail).toEqual({ bytes: 0, method: "none", ms: 0 });
+    expect(count(fs.readFileSync(f).subarray(MiB))).toBe((7 * MiB) / 4096);
+  });
+});
+
 describe("writeImage refusals", () => {
   test("too large (known size): refused before a byte is written", async () => {
     const [before, ours] = disks("big", 4 * MiB);

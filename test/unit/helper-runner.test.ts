@@ -66,7 +66,8 @@ describe("runTasks", () => {
     ];
     const ctx = fakeCtx(fr, { properties: { EXCLUDE_TASK_SKIPPED: "yes" } });
     const r = await runTasks(tasks, ctx, { monitor: (e) => events.push(e), cleanup: async () => void cleaned++ });
-    expect(r).toEqual({ ok: false, error: "Boom: disk on fire" });
+    // flattened, not cut: a cause after a newline the image smuggled in still reaches the host
+    expect(r).toEqual({ ok: false, error: "Boom: disk on fire | second line" });
     expect(ran).toEqual(["First"]);
     expect(cleaned).toBe(1);
     expect(events.map((e) => e.kind + ":" + ("task" in e ? e.task : e.text))).toEqual([
@@ -74,7 +75,7 @@ describe("runTasks", () => {
       "TASK_END:First",
       "TASK_SKIP:Skipped",
       "TASK_START:Boom",
-      "ERROR:Boom: disk on fire",
+      "ERROR:Boom: disk on fire | second line",
     ]);
   });
 

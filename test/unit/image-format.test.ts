@@ -62,6 +62,43 @@ describe("compression", () => {
     expect(e.message).toMatch(/^gzip decompression of the image failed: /);
     expect(e.message).not.toContain("\n");
   });
+  test("empty images are refused by openImage, before anyone writes: 0-byte file, compressed nothing, empty stream", async () => {
+    fs.writeFileSync(path.join(dir, "zero"), "");
+    fs.writeFileSync(path.join(dir, "nothing.xz"), await compress("xz", new Uint8Array(0)));
+    fs.writeFileSync(path.join(dir, "nothing.zst"), await compress("zstd", new Uint8Array(0)));
+    const cases: [string, RegExp][] = [
+      ["zero", /^image local:\/\/zero is empty \(it has 0 bytes\): refusing to deploy it; the disk was not touched$/],
+      ["nothing.xz", /is empty \(its xz stream holds 0 bytes\)/],
+      ["nothing.zst", /is empty \(its zstd stream holds 0 bytes\)/],
+    ];
+    for (const [name, msg] of cases) {
+      const src = await resolveImageSource(name, { imageDir: dir, format: "diskdump" });
+      const e = await openImage(src).catch((e) => e);
+      expect(e).toBeInstanceOf(SnfError);
+      expect(e.message).toMatch(msg);
+    }
+    let cancelled = false;
+    const stream = (chunks: Uint8Array[]) =>
+      new ReadableStream<Uint8Array>({
+        pull(c) {
+          const n = chunks.shift();
+          if (n) c.enqueue(n);
+          else c.close();
+        },
+        cancel() {
+          cancelled = true;
+        },
+      });
+    const http = (chunks: Uint8Array[]) => ({ kind: "http" as const, display: "http://127.0.0.1/img", size: null, open: async () => stream(chunks) });
+    const e = await openImage(http([new Uint8Array(0)])).catch((e) => e);
+    expect(e.message).toMatch(/^image http:\/\/127\.0\.0\.1\/img is empty \(it has 0 bytes\)/);
+    const gz = await openImage(http([(await compress("gzip", new Uint8Array(0))).subarray(0, 3), (await compress("gzip", new Uint8Array(0))).subarray(3)])).catch((e) => e);
+    expect(gz.message).toMatch(/its gzip stream holds 0 bytes/);
+    // one byte is an image: it is handed on whole
+    const one = await openImage(http([new Uint8Array([7])]));
+    expect([...(await all(one.stream))]).toEqual([7]);
+    expect(cancelled).toBe(false);
+  });
   test("truncated xz is an error", async () => {
     const z = await compress("xz", payload);
     const e = await all(decompress(new Blob([z.subarray(0, z.length >> 1)]).stream(), "xz")).catch((e) => e);

@@ -3,7 +3,7 @@ import fs from "node:fs";
 import { decideAccel, detectAccel } from "../../src/vm/accel.ts";
 import { CONSOLE_MAX_BYTES, ConsoleReader, MonitorReader, RESULT_MAX_BYTES, ResultReader } from "../../src/vm/channels.ts";
 import { type HelperVmOptions, qemuCommandLine } from "../../src/vm/qemu.ts";
-import { FWCFG_PARAMS, MONITOR_MAX_LINES, type MonitorEvent, TOOLS_DISK_SERIAL } from "../../src/protocol.ts";
+import { FWCFG_PARAMS, MONITOR_MAX_LINES, type MonitorEvent, TOOLS_DISK_SERIAL, decodeMonitor, decodeResult, oneLine } from "../../src/protocol.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 
@@ -176,6 +176,17 @@ describe("channel readers", () => {
     junk.push(enc("INFO:ok\nrm -rf /\nINFO:after\n"));
     expect(junk.error).toContain("bad monitor line");
     expect(got.length).toBe(1);
+  });
+
+  test("oneLine: every line break flattened; C0, DEL, C1 and bidi controls dropped (host and helper share it)", () => {
+    expect(oneLine("a\nHELPER: SUCCESS\r\nb\rc\x0bd\x0ce\u0085f\u2028g\u2029h")).toBe("a | HELPER: SUCCESS | b | c | d | e | f | g | h");
+    expect(oneLine("x\x1b[31m\x9b2J\x7f\x00y\u202eevil\u2066\u2069\u202a\u200f\u061cz\tend")).toBe("x[31m2Jyevilz end");
+    expect(oneLine("\n\n  both ends \n")).toBe("both ends");
+    expect(oneLine("plain | pipes stay")).toBe("plain | pipes stay");
+    expect(oneLine("caf\u00e9 \u2714 \u00a0ok")).toBe("caf\u00e9 \u2714 \u00a0ok");
+    // decoders apply it to whatever the guest sends
+    expect(decodeMonitor("WARNING:fstab \u009b31m\u202eline\rforged")).toEqual({ kind: "WARNING", text: "fstab 31mline | forged" });
+    expect(decodeResult("ERROR: bad \u202e\x1b[2Jthing\n")).toEqual({ ok: false, error: "bad [2Jthing" });
   });
 
   test("console: lines sanitized, long lines split, total bounded", () => {
