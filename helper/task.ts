@@ -65,8 +65,9 @@ export interface TaskContext {
   info(msg: string): void;
   warn(msg: string): void;
   /** Run one of the helper's own tools (never a binary from the image). Throws on non-zero exit
-   *  unless allowFail. `input` is written to stdin (use it for secrets: never put them in argv). */
-  run(cmd: string[], opts?: { input?: string | Uint8Array; allowFail?: boolean }): Promise<RunResult>;
+   *  unless allowFail. `input` is written to stdin (use it for secrets: never put them in argv).
+   *  The tool's environment is PATH and LC_ALL=C plus `env`, nothing else. */
+  run(cmd: string[], opts?: { input?: string | Uint8Array; allowFail?: boolean; env?: Record<string, string> }): Promise<RunResult>;
   /** Re-read the disk (after partition changes). */
   refreshDisk(): Promise<void>;
 }

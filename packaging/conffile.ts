@@ -28,6 +28,7 @@ export const SETTING_HELP: Record<Key, string> = {
   HTTP_MAX_REDIRECTS: "Redirects followed for http(s):// images and config_url (0-20).",
   CONFIG_URL_MAX_BYTES: "Largest document config_url may return, in bytes.",
   ZERO_DISK_TAIL: "Zero the disk past the image (old data of a reused disk): no, cheap (only where no data is written: file hole punch, offloaded write-zeroes) or always.",
+  WINDOWS_TIMEZONE: "Time zone written into generated Windows answer files (unattend.xml TimeZone; its index in sysprep.inf).",
 };
 
 /** Default of a setting as written in the file (string form). */

@@ -125,6 +125,7 @@ export const ConfigSchema = v.object({
    * (Ganeti's prealloc_wipe_disks may have wiped it; see snf-image doctor).
    */
   ZERO_DISK_TAIL: v.optional(v.picklist(["no", "cheap", "always"], "must be no, cheap or always"), "cheap"),
+  WINDOWS_TIMEZONE: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9 .+()-]{1,64}$/, "must be a Windows time zone name such as GMT Standard Time")), "GMT Standard Time"),
   CONFIG_URL_MAX_BYTES: v.optional(PositiveInt(1024, 64 * 1024 * 1024), String(8 * 1024 * 1024)),
 });
 export type Config = v.InferOutput<typeof ConfigSchema> & {
@@ -151,7 +152,7 @@ export const OS_PARAMETERS = [
   "os_answer_file",
 ] as const;
 
-const OBSOLETE = new Set(["VERSION_CHECK", "HELPER_PKG", "KVM", "LOSETUP", "TIMEOUT", "CURL", "TAR", "DATE", "MD5SUM", "BLOCKDEV", "DD", "PARTED", "XEN_SCRIPTS_DIR", "XEN_CMD", "MULTISTRAP_CONFIG", "MULTISTRAP_APTPREFDIR", "VARIANTS_DIR", "UNATTEND", "WINDOWS_TIMEZONE"]);
+const OBSOLETE = new Set(["VERSION_CHECK", "HELPER_PKG", "KVM", "LOSETUP", "TIMEOUT", "CURL", "TAR", "DATE", "MD5SUM", "BLOCKDEV", "DD", "PARTED", "XEN_SCRIPTS_DIR", "XEN_CMD", "MULTISTRAP_CONFIG", "MULTISTRAP_APTPREFDIR", "VARIANTS_DIR", "UNATTEND"]);
 
 export function configPath(env: Record<string, string | undefined> = process.env): string | null {
   if (env.SNF_IMAGE_CONFIG) return env.SNF_IMAGE_CONFIG;

@@ -56,6 +56,8 @@ export function helperParams(o: {
   params?: DeployParams;
   hostProperties?: Record<string, string>;
   hostKeys?: HostKey[];
+  /** os_answer_file's bytes, fetched by the host. */
+  answerFile?: Uint8Array;
 }): HelperParamsInput {
   const { env, config, params } = o;
   return {
@@ -70,6 +72,8 @@ export function helperParams(o: {
     authKeys: params?.authKeys,
     cloudUserdata: params?.cloudUserdata,
     osProductKey: params?.osProductKey,
+    answerFile: o.answerFile === undefined ? undefined : Buffer.from(o.answerFile).toString("base64"),
+    windowsTimezone: config.WINDOWS_TIMEZONE,
     nics: nicsForHelper(env),
     dhcpTags: config.DHCP_TAGS,
     statefulDhcpv6Tags: config.STATEFUL_DHCPV6_TAGS,

@@ -18,7 +18,8 @@ import { mbrPrefix, openImage } from "./image/format.ts";
 import { resolveImageSource } from "./image/source.ts";
 import { log } from "./log.ts";
 import type { Monitor } from "./monitor.ts";
-import { resolveParams } from "./params.ts";
+import { fetchSmallDocument, redactUrl, resolveParams } from "./params.ts";
+import { ANSWER_FILE_MAX_BYTES } from "./protocol.ts";
 import { requireQemu } from "./vm/qemu-bin.ts";
 
 export interface DeployReport {
@@ -45,6 +46,7 @@ export async function deploy(env: GanetiEnv, config: Config, monitor: Monitor, s
   requireQemu(config.QEMU);
   const diskPath = env.disks[0]!.path!;
   const target = await openTarget(diskPath);
+  const answerFile = params.osAnswerFile === undefined ? undefined : await fetchAnswerFile(params.osAnswerFile, config, signal);
   const source = await resolveImageSource(params.imgId, { imageDir: config.IMAGE_DIR, format: params.imgFormat, maxRedirects: config.HTTP_MAX_REDIRECTS });
   log.info(`image ${source.display} (${params.imgFormat}${source.size !== null ? `, ${source.size} bytes` : ""}) → ${diskPath} (${target.kind}, ${target.size} bytes)`);
 
@@ -95,10 +97,18 @@ export async function deploy(env: GanetiEnv, config: Config, monitor: Monitor, s
     }
   }
 
-  const doc = helperParams({ mode: "create", env, config, params, hostProperties: HOST_PROPERTIES[params.imgFormat], hostKeys: await (keys ?? startHostKeys()) });
+  const doc = helperParams({ mode: "create", env, config, params, hostProperties: HOST_PROPERTIES[params.imgFormat], hostKeys: await (keys ?? startHostKeys()), answerFile });
   const c = await runCustomization({ image, env, config, doc, monitor, signal });
   monitor.info("Image customization finished successfully.");
   return { copyMs, bytes, zeroBytes, helperMs: c.durationMs, tasks: c.tasks, accel: c.accel };
+}
+
+/** os_answer_file, fetched here (the helper VM has no network); bounded by ANSWER_FILE_MAX_BYTES. */
+async function fetchAnswerFile(url: string, config: Config, signal?: AbortSignal): Promise<Buffer> {
+  const bytes = await fetchSmallDocument("os_answer_file", url, { maxBytes: ANSWER_FILE_MAX_BYTES, maxRedirects: config.HTTP_MAX_REDIRECTS, signal });
+  if (bytes.length === 0) throw new SnfError(`os_answer_file ${redactUrl(url)} is empty`);
+  log.info(`os_answer_file ${redactUrl(url)}: ${bytes.length} bytes`);
+  return bytes;
 }
 
 /** `rename`: run the helper with AssignHostname only, so the guest follows the new name. */

@@ -217,7 +217,7 @@ export function checkParams(raw: RawParams, o: { forVerify?: boolean } = {}): { 
   if (defined("cloud_userdata") && !isBase64(val("cloud_userdata"))) problems.push("cloud_userdata: not base64");
   if (defined("os_product_key") && val("os_product_key") !== "" && !PRODUCT_KEY.test(val("os_product_key")))
     problems.push("os_product_key: must be five groups of 5 letters or digits joined by '-'");
-  if (defined("os_answer_file") && val("os_answer_file") !== "") checkUrl("os_answer_file", val("os_answer_file"), ["http", "https", "ftp", "ftps", "file"], problems);
+  if (defined("os_answer_file") && val("os_answer_file") !== "") checkUrl("os_answer_file", val("os_answer_file"), ["http", "https", "file"], problems);
 
   return {
     problems,
@@ -238,48 +238,57 @@ export function checkParams(raw: RawParams, o: { forVerify?: boolean } = {}): { 
   };
 }
 
-/** Fetch a config_url document (http, https, file), bounded in size and redirects. */
-export async function fetchConfigDocument(url: string, o: { maxBytes: number; maxRedirects: number; signal?: AbortSignal }): Promise<unknown> {
+/**
+ * The bytes of a small document named by an OS parameter (config_url,
+ * os_answer_file): http, https or file, bounded in size and redirects.
+ * THE one place the host fetches such documents (to be switched to the
+ * shared downloader).
+ */
+export async function fetchSmallDocument(what: string, url: string, o: { maxBytes: number; maxRedirects: number; signal?: AbortSignal }): Promise<Buffer> {
   const shown = redactUrl(url);
-  let text: string;
   const u = new URL(url);
   if (u.protocol === "file:") {
     const f = Bun.file(decodeURIComponent(u.pathname));
-    if (!(await f.exists())) throw new SnfError(`config_url ${shown}: file not found`);
-    if (f.size > o.maxBytes) throw new SnfError(`config_url ${shown}: larger than ${o.maxBytes} bytes`);
-    text = await f.text();
-  } else {
-    let current = url;
-    let res: Response | undefined;
-    for (let hop = 0; ; hop++) {
-      try {
-        res = await fetch(current, { redirect: "manual", signal: o.signal ?? AbortSignal.timeout(60_000) });
-      } catch (e) {
-        throw new SnfError(`config_url ${redactUrl(current)}: ${(e as Error).message}`);
-      }
-      if (res.status >= 300 && res.status < 400 && res.headers.get("location")) {
-        if (hop >= o.maxRedirects) throw new SnfError(`config_url ${shown}: more than ${o.maxRedirects} redirects`);
-        current = new URL(res.headers.get("location")!, current).toString();
-        continue;
-      }
-      break;
-    }
-    if (!res.ok) throw new SnfError(`config_url ${redactUrl(current)}: HTTP ${res.status}`);
-    const len = Number(res.headers.get("content-length") ?? "0");
-    if (len > o.maxBytes) throw new SnfError(`config_url ${shown}: larger than ${o.maxBytes} bytes`);
-    const chunks: Uint8Array[] = [];
-    let total = 0;
-    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-      total += chunk.length;
-      if (total > o.maxBytes) throw new SnfError(`config_url ${shown}: larger than ${o.maxBytes} bytes`);
-      chunks.push(chunk);
-    }
-    text = Buffer.concat(chunks).toString("utf8");
+    if (!(await f.exists())) throw new SnfError(`${what} ${shown}: file not found`);
+    if (f.size > o.maxBytes) throw new SnfError(`${what} ${shown}: larger than ${o.maxBytes} bytes`);
+    return Buffer.from(await f.arrayBuffer());
   }
+  if (u.protocol !== "http:" && u.protocol !== "https:") throw new SnfError(`${what} ${shown}: only http, https and file URLs can be fetched`);
+  let current = url;
+  let res: Response | undefined;
+  for (let hop = 0; ; hop++) {
+    try {
+      res = await fetch(current, { redirect: "manual", signal: o.signal ?? AbortSignal.timeout(60_000) });
+    } catch (e) {
+      throw new SnfError(`${what} ${redactUrl(current)}: ${(e as Error).message}`);
+    }
+    if (res.status >= 300 && res.status < 400 && res.headers.get("location")) {
+      if (hop >= o.maxRedirects) throw new SnfError(`${what} ${shown}: more than ${o.maxRedirects} redirects`);
+      current = new URL(res.headers.get("location")!, current).toString();
+      continue;
+    }
+    break;
+  }
+  if (!res.ok) throw new SnfError(`${what} ${redactUrl(current)}: HTTP ${res.status}`);
+  const len = Number(res.headers.get("content-length") ?? "0");
+  if (len > o.maxBytes) throw new SnfError(`${what} ${shown}: larger than ${o.maxBytes} bytes`);
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    total += chunk.length;
+    if (total > o.maxBytes) throw new SnfError(`${what} ${shown}: larger than ${o.maxBytes} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** Fetch a config_url document (http, https, file) and parse it as JSON. */
+export async function fetchConfigDocument(url: string, o: { maxBytes: number; maxRedirects: number; signal?: AbortSignal }): Promise<unknown> {
+  const text = (await fetchSmallDocument("config_url", url, o)).toString("utf8");
   try {
     return JSON.parse(text);
   } catch {
-    throw new SnfError(`config_url ${shown}: not valid JSON`);
+    throw new SnfError(`config_url ${redactUrl(url)}: not valid JSON`);
   }
 }
 

@@ -20,10 +20,12 @@
  */
 import * as v from "valibot";
 
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /** fw_cfg item that carries the parameters (opt/ prefix is required by qemu). */
 export const FWCFG_PARAMS = "opt/snf-image/params";
+/** Upper bound on an os_answer_file document (fetched by the host). */
+export const ANSWER_FILE_MAX_BYTES = 1024 * 1024;
 /** Upper bound on the parameter document (personality files included). */
 export const PARAMS_MAX_BYTES = 8 * 1024 * 1024;
 
@@ -91,6 +93,10 @@ export const HelperParamsSchema = v.object({
   /** base64 user-data for cloud-init NoCloud. */
   cloudUserdata: v.optional(v.string()),
   osProductKey: v.optional(v.string()),
+  /** os_answer_file as fetched by the host, base64 (unattend.xml, or sysprep.inf for windows-legacy). */
+  answerFile: v.optional(v.pipe(v.string(), v.maxLength(Math.ceil(ANSWER_FILE_MAX_BYTES / 3) * 4), v.regex(/^[A-Za-z0-9+/]*={0,2}$/))),
+  /** WINDOWS_TIMEZONE: the time zone of generated Windows answer files. */
+  windowsTimezone: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9 .+()-]{1,64}$/)), "GMT Standard Time"),
   nics: v.optional(v.array(NicSchema), []),
   dhcpTags: v.optional(v.array(v.string()), []),
   statefulDhcpv6Tags: v.optional(v.array(v.string()), []),

@@ -2,13 +2,15 @@
  * OSFAMILY and ROOT_PARTITION: validate them when the image properties give
  * them, detect them when they don't. Detection mounts candidate partitions
  * READ-ONLY (no journal replay) and looks for /etc/fstab (linux) or
- * Windows/System32 (windows); BSD partitions are told by their type.
+ * Windows/System32 (windows; windows-legacy when NTLDR/boot.ini and no
+ * Windows/Panther); BSD partitions are told by their type.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { DiskInfo, OsFamily, Partition, Props } from "../task.ts";
 import type { Mounts } from "../lib/mount.ts";
 import { isFileIn } from "../lib/safepath.ts";
+import { isLegacyLayout } from "./windows.ts";
 
 export const OS_FAMILIES: readonly OsFamily[] = ["linux", "windows", "windows-legacy", "freebsd", "openbsd", "netbsd"];
 
@@ -70,7 +72,7 @@ export function mountProbe(mounts: Mounts, mountDir: string): Probe {
       return undefined;
     }
     try {
-      if (windows && hasDirCaseInsensitive(mountDir, "windows", "system32")) return "windows";
+      if (windows && hasDirCaseInsensitive(mountDir, "windows", "system32")) return isLegacyLayout(mountDir) ? "windows-legacy" : "windows";
       if (isFileIn(mountDir, "/etc/fstab")) return "linux";
       return undefined;
     } finally {
@@ -108,7 +110,7 @@ export async function resolveRoot(props: Props, disk: DiskInfo, probe: Probe): P
   for (const p of candidates) {
     const f = await probe(p);
     if (f === undefined) continue;
-    if (family && f !== family && !(family === "windows-legacy" && f === "windows")) continue;
+    if (family && f !== family && !(family.startsWith("windows") && f.startsWith("windows"))) continue;
     return { family: family ?? f, rootPartition: p };
   }
   if (root) throw new Error(`cannot tell the OS family of partition ${root.number}; set OSFAMILY`);

@@ -123,8 +123,7 @@ export function windowsArch(root: string): WindowsArch {
  * they were not generalized. Returns warnings for what it could not check.
  */
 export function checkDeployable(root: string): string[] {
-  const legacy = (findCi(root, "/ntldr") !== undefined || findCi(root, "/boot.ini") !== undefined) && findCi(root, "/Windows/Panther") === undefined;
-  if (legacy) throw new Error("the image looks older than Windows Vista (NTLDR/boot.ini, no Windows\\Panther); use OSFAMILY=windows-legacy");
+  if (isLegacyLayout(root)) throw new Error("the image looks older than Windows Vista (NTLDR/boot.ini, no Windows\\Panther); use OSFAMILY=windows-legacy");
   const ini = findCi(root, STATE_INI);
   const text = ini === undefined ? undefined : readTextIn(root, ini);
   if (text === undefined) return ["the image has no Windows\\Setup\\State\\State.ini: cannot tell whether it was generalized with sysprep"];
@@ -132,6 +131,11 @@ export function checkDeployable(root: string): string[] {
   if (state === undefined) return ["Windows\\Setup\\State\\State.ini names no ImageState: cannot tell whether the image was generalized with sysprep"];
   if (!/^IMAGE_STATE_GENERALIZE_RESEAL_TO_(OOBE|AUDIT)$/i.test(state)) throw new Error(`the Windows image is not generalized (ImageState ${state}); run sysprep /generalize /oobe /shutdown before taking the image`);
   return [];
+}
+
+/** Windows XP/2003 (NT 5.x): NTLDR or boot.ini at the top and no Windows\Panther. */
+export function isLegacyLayout(root: string): boolean {
+  return (findCi(root, "/ntldr") !== undefined || findCi(root, "/boot.ini") !== undefined) && findCi(root, "/Windows/Panther") === undefined;
 }
 
 /** ImageState from a State.ini text. */
@@ -230,9 +234,12 @@ function componentXml(name: string, arch: WindowsArch, body: string, ind: string
 /**
  * The answer file installed when the image has none (or IGNORE_UNATTEND):
  * both architectures (Windows ignores the other one), ComputerName * until
- * AssignHostname sets it, no local account prompt, EULA page hidden.
+ * AssignHostname sets it, no local account prompt, EULA page hidden, the
+ * WINDOWS_TIMEZONE time zone (oobeSystem, as the original's template).
  */
-export function generatedUnattend(): string {
+export function generatedUnattend(timezone = "GMT Standard Time"): string {
+  // the protocol allows only these characters: nothing to escape in XML
+  if (!/^[A-Za-z0-9 .+()-]{1,64}$/.test(timezone)) throw new Error(`WINDOWS_TIMEZONE ${JSON.stringify(timezone.slice(0, 64))} is not a time zone name`);
   const I = "    ";
   const perArch = (arch: WindowsArch) => ({
     shell: componentXml("Microsoft-Windows-Shell-Setup", arch, `${I.repeat(3)}<ComputerName>*</ComputerName>\n`, I.repeat(2)),
@@ -254,7 +261,7 @@ export function generatedUnattend(): string {
     oobe: componentXml(
       "Microsoft-Windows-Shell-Setup",
       arch,
-      [`${I.repeat(3)}<OOBE>`, `${I.repeat(4)}<HideEULAPage>true</HideEULAPage>`, `${I.repeat(4)}<ProtectYourPC>1</ProtectYourPC>`, `${I.repeat(4)}<NetworkLocation>Other</NetworkLocation>`, `${I.repeat(3)}</OOBE>`, ""].join(
+      [`${I.repeat(3)}<TimeZone>${timezone}</TimeZone>`, `${I.repeat(3)}<OOBE>`, `${I.repeat(4)}<HideEULAPage>true</HideEULAPage>`, `${I.repeat(4)}<ProtectYourPC>1</ProtectYourPC>`, `${I.repeat(4)}<NetworkLocation>Other</NetworkLocation>`, `${I.repeat(3)}</OOBE>`, ""].join(
         "\n",
       ),
       I.repeat(2),
@@ -448,21 +455,44 @@ export function setupCompleteBlock(root: string): string {
 }
 
 /**
- * Put our block into SetupComplete.cmd: appended to the image's own script
- * (kept), or replacing a block from an earlier run. Returns its guest path.
+ * Put a block (delimited by `begin`/`end` rem lines) into SetupComplete.cmd:
+ * appended to the image's own script (kept), or replacing the same block
+ * from an earlier run. Returns its guest path.
  */
-export function updateSetupComplete(root: string): string {
+export function setSetupCompleteBlock(root: string, begin: string, end: string, body: string[]): string {
   const dir = ensureDirCi(root, path.posix.dirname(SETUP_COMPLETE));
   const p = `${dir}/${path.posix.basename(findCi(root, SETUP_COMPLETE) ?? SETUP_COMPLETE)}`;
   const old = existsIn(root, p) ? (readTextIn(root, p) ?? "") : "";
-  const block = setupCompleteBlock(root);
-  const start = old.indexOf(BLOCK_BEGIN);
-  const end = old.indexOf(BLOCK_END);
+  const block = [begin, ...body, end].join("\r\n");
+  const start = old.indexOf(begin);
+  const stop = old.indexOf(end);
   let text: string;
-  if (start >= 0 && end > start) text = old.slice(0, start) + block + old.slice(end + BLOCK_END.length);
+  if (start >= 0 && stop > start) text = old.slice(0, start) + block + old.slice(stop + end.length);
   else text = old === "" ? `@echo off\r\n${block}\r\n` : `${old}${/\r?\n$/.test(old) ? "" : "\r\n"}${block}\r\n`;
   writeFileIn(root, p, text);
   return p;
+}
+
+/** Our first-boot cleanup block in SetupComplete.cmd (see setupCompleteBlock). */
+export function updateSetupComplete(root: string): string {
+  const lines = setupCompleteBlock(root).split("\r\n");
+  return setSetupCompleteBlock(root, BLOCK_BEGIN, BLOCK_END, lines.slice(1, -1));
+}
+
+// ---------------------------------------------------------------------------
+// Remote Desktop (DisableRemoteDesktopConnections)
+
+/** The SYSTEM hive, and the key/value that turn Remote Desktop off (below the current control set). */
+export const SYSTEM_HIVE = "/Windows/System32/config/SYSTEM";
+export const TS_KEY = "Control\\Terminal Server";
+export const TS_VALUE = "fDenyTSConnections";
+export const RDP_BLOCK_BEGIN = "rem === snf-image: restore Remote Desktop (generated; do not edit) ===";
+export const RDP_BLOCK_END = "rem === end of snf-image Remote Desktop block ===";
+
+/** The command that puts fDenyTSConnections back to `value` in the running system. */
+export function rdpRestoreCommand(value: number): string {
+  if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) throw new Error(`bad fDenyTSConnections value ${value}`);
+  return `reg add "HKLM\\SYSTEM\\CurrentControlSet\\${TS_KEY}" /v ${TS_VALUE} /t REG_DWORD /d ${value} /f`;
 }
 
 /** Remove answer files (IGNORE_UNATTEND). Returns the guest paths removed. */

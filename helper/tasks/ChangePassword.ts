@@ -8,11 +8,13 @@
  * file's specialize pass runs and SetupComplete.cmd wipes (os/windows.ts);
  * a password hash cannot be used there.
  */
+import * as path from "node:path";
 import type { Task, TaskContext } from "../task.ts";
 import { hashPassword, parseHashMethod } from "../lib/crypt.ts";
 import { readUsers, setShadowHash, shadowDay, shadowHashOf, updateShadow } from "../lib/passwd.ts";
-import { readTextIn } from "../lib/safepath.ts";
-import { editUnattend, ensureRunSynchronous, findUnattend, PASSWORD_SCRIPT_WIN, updateSetupComplete, windowsArch, winPath, writePasswordScript } from "../os/windows.ts";
+import { readTextIn, writeFileIn } from "../lib/safepath.ts";
+import { addCmdLine, adminPasswordValue, editSysprepInf, iniSet, LEGACY_PASSWORD_SCRIPT, LEGACY_PASSWORD_SCRIPT_WIN, legacyPasswordScript, OEM_DIR } from "../os/windows-legacy.ts";
+import { editUnattend, ensureRunSynchronous, findUnattend, ensureDirCi, PASSWORD_SCRIPT_WIN, updateSetupComplete, windowsArch, winPath, writePasswordScript } from "../os/windows.ts";
 
 /** USERS property as a list (default root). */
 export function targetUsers(ctx: TaskContext): string[] {
@@ -38,8 +40,38 @@ export async function changeWindowsPassword(ctx: TaskContext): Promise<void> {
   ctx.info(`password of ${users.join(", ")} set at first boot by ${PASSWORD_SCRIPT_WIN} (run from ${winPath(answer)})`);
 }
 
+/**
+ * windows-legacy: Administrator's password as sysprep.inf AdminPassword;
+ * other USERS through a `net user` script that cmdlines.txt runs (both
+ * under C:\sysprep, which Windows deletes after mini-setup).
+ */
+export async function changeLegacyPassword(ctx: TaskContext): Promise<void> {
+  const { password, passwordHash } = ctx.params;
+  if (passwordHash !== undefined) throw new Error("a password hash (img_passwd_hash) cannot be used for Windows images; give the password (img_passwd)");
+  if (password === undefined) {
+    ctx.info("no password given; passwords left unchanged");
+    return;
+  }
+  const raw = ctx.props.get("USERS")?.trim();
+  const users = [...new Set(raw ? raw.split(/\s+/) : ["Administrator"])];
+  const admin = users.filter((u) => u.toLowerCase() === "administrator");
+  const others = users.filter((u) => u.toLowerCase() !== "administrator");
+  if (admin.length) {
+    const value = adminPasswordValue(password);
+    const p = editSysprepInf(ctx.root, (t) => iniSet(t, "GuiUnattended", "AdminPassword", value));
+    ctx.info(`Administrator password set in ${winPath(p)}`);
+  }
+  if (others.length) {
+    const text = legacyPasswordScript(others, password);
+    writeFileIn(ctx.root, `${ensureDirCi(ctx.root, OEM_DIR)}/${path.posix.basename(LEGACY_PASSWORD_SCRIPT)}`, text, { mode: 0o600 });
+    const c = addCmdLine(ctx.root, `cmd /c ${LEGACY_PASSWORD_SCRIPT_WIN}`);
+    ctx.info(`password of ${others.join(", ")} set at the end of mini-setup by ${LEGACY_PASSWORD_SCRIPT_WIN} (from ${winPath(c)})`);
+  }
+}
+
 export async function changePassword(ctx: TaskContext): Promise<void> {
   if (ctx.os.family === "windows") return changeWindowsPassword(ctx);
+  if (ctx.os.family === "windows-legacy") return changeLegacyPassword(ctx);
   const { password, passwordHash } = ctx.params;
   if (password === undefined && passwordHash === undefined) {
     ctx.info("no password or password hash given; passwords left unchanged");
@@ -71,6 +103,6 @@ export const task: Task = {
   name: "ChangePassword",
   mounted: true,
   excludable: true,
-  families: ["linux", "windows"],
+  families: ["linux", "windows", "windows-legacy"],
   run: changePassword,
 };

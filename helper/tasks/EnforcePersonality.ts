@@ -12,7 +12,8 @@ import * as path from "node:path";
 import type { PersonalityFile } from "../../src/protocol.ts";
 import type { Task, TaskContext } from "../task.ts";
 import { readGroups, readUsers, resolveGid, resolveUid, type GroupEntry, type PasswdEntry } from "../lib/passwd.ts";
-import { mkdirIn, resolveInRoot, writeFileIn } from "../lib/safepath.ts";
+import { mkdirIn, resolveInRoot, statIn, writeFileIn } from "../lib/safepath.ts";
+import { ensureDirCi, findCi, winPath } from "../os/windows.ts";
 
 const BASE64 = /^[A-Za-z0-9+/\r\n]*={0,2}[\r\n]*$/;
 
@@ -29,8 +30,31 @@ function ownerIds(f: PersonalityFile, users: () => PasswdEntry[], groups: () => 
   return { uid, gid };
 }
 
+/**
+ * Windows (windows, windows-legacy): the files go onto the mounted NTFS,
+ * each path component matched case-insensitively (as Windows will), written
+ * straight into place as the original does (no .bak, no owner or mode:
+ * NTFS through ntfs-3g has no Unix ownership; the files inherit the
+ * folder's ACL). The same safepath rules hold: nothing outside the root,
+ * no following a link out of it, never over a directory.
+ */
+export function enforceWindowsPersonality(ctx: TaskContext): void {
+  for (const f of ctx.params.personality) {
+    const guest = path.posix.normalize(f.path);
+    if (guest === "/" || f.path.endsWith("/")) throw new Error(`personality file ${f.path}: not a file path`);
+    const data = decodeContents(f.contents, f.path);
+    const parent = ensureDirCi(ctx.root, path.posix.dirname(guest));
+    const target = findCi(ctx.root, guest) ?? `${parent}/${path.posix.basename(guest)}`;
+    const st = statIn(ctx.root, target);
+    if (st?.isDirectory()) throw new Error(`personality file ${f.path}: a directory of that name exists in the image`);
+    writeFileIn(ctx.root, target, data);
+    ctx.info(`wrote ${winPath(target)} (${data.length} bytes${f.owner !== "root" || f.group !== "root" ? "; owner/group do not apply on NTFS" : ""})`);
+  }
+}
+
 export function enforcePersonality(ctx: TaskContext): void {
   const files = ctx.params.personality;
+  if (files.length > 0 && (ctx.os.family === "windows" || ctx.os.family === "windows-legacy")) return enforceWindowsPersonality(ctx);
   if (files.length === 0) {
     ctx.info("no personality files");
     return;
@@ -81,6 +105,6 @@ export const task: Task = {
   name: "EnforcePersonality",
   mounted: true,
   excludable: true,
-  families: ["linux"],
+  families: ["linux", "windows", "windows-legacy"],
   run: async (ctx) => enforcePersonality(ctx),
 };

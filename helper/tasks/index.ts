@@ -16,6 +16,7 @@ import { task as ChangePassword } from "./ChangePassword.ts";
 import { task as AuthorizedKeys } from "./AuthorizedKeys.ts";
 import { task as ConfigureNetwork } from "./ConfigureNetwork.ts";
 import { task as DeleteSSHKeys } from "./DeleteSSHKeys.ts";
+import { task as DisableRemoteDesktopConnections } from "./DisableRemoteDesktopConnections.ts";
 import { task as SELinuxAutorelabel } from "./SELinuxAutorelabel.ts";
 import { task as EnforcePersonality } from "./EnforcePersonality.ts";
 import { task as RunCustomTask } from "./RunCustomTask.ts";
@@ -36,6 +37,7 @@ export const TASKS: readonly Task[] = [
   AuthorizedKeys,
   ConfigureNetwork,
   DeleteSSHKeys,
+  DisableRemoteDesktopConnections,
   SELinuxAutorelabel,
   EnforcePersonality,
   RunCustomTask,

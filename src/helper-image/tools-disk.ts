@@ -26,6 +26,7 @@ export const TOOLS: ReadonlyArray<readonly [string, string, boolean]> = [
   ["xfs_admin", "xfsprogs", true],
   ["btrfs", "btrfs-progs", true],
   ["mkpasswd", "whois", true],
+  ["bash", "bash", true],
 ];
 /** Libraries the helper opens with dlopen (bun:ffi), which ldd cannot see. */
 const DLOPEN_LIBS = ["libcrypt.so.1"];

@@ -305,14 +305,15 @@ describe("InstallUnattend + AssignHostname + ChangePassword on a fake Windows tr
 });
 
 describe("task table", () => {
-  test("InstallUnattend runs after InitializeDatasource, only for windows, excludable, skipped by CLOUD_INIT", () => {
+  test("InstallUnattend runs after InitializeDatasource, only for windows and windows-legacy, excludable, skipped by CLOUD_INIT", () => {
     const names = TASKS.map((t) => t.name);
     expect(names.indexOf("InstallUnattend")).toBe(names.indexOf("InitializeDatasource") + 1);
     const t = TASKS.find((x) => x.name === "InstallUnattend")!;
     const none = makeProps({});
     expect(skipReason(t, none, "create", "windows")).toBeUndefined();
     expect(skipReason(t, none, "create", "linux")).toBe("not for linux");
-    expect(skipReason(t, none, "create", "windows-legacy")).toBe("not for windows-legacy");
+    expect(skipReason(t, none, "create", "windows-legacy")).toBeUndefined();
+    expect(skipReason(t, none, "create", "freebsd")).toBe("not for freebsd");
     expect(skipReason(t, makeProps({ EXCLUDE_TASK_INSTALLUNATTEND: "yes" }), "create", "windows")).toBe("EXCLUDE_TASK_InstallUnattend");
     expect(skipReason(t, none, "rename", "windows")).toBe("not run on rename");
     for (const n of ["AssignHostname", "ChangePassword"]) expect(skipReason(TASKS.find((x) => x.name === n)!, none, "create", "windows")).toBeUndefined();
