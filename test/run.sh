@@ -14,6 +14,7 @@ DEBIAN_PACKAGES=(
   e2fsprogs fdisk gdisk util-linux xfsprogs btrfs-progs ntfs-3g dosfstools  # helper tools
   openssh-client whois syslinux-common zstd gzip   # ssh-keygen, mkpasswd, MBR code, decompressors
   debootstrap binutils expect socat curl ca-certificates lintian  # test images, harnesses, package checks
+  libhivex-bin                         # tests: build SYSTEM hives (hivexsh) and read them back (hivexget)
 )
 
 log() { printf '[setup %(%T)T] %s\n' -1 "$*"; }

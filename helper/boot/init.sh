@@ -19,6 +19,11 @@ fail() {
 mount -t proc proc /proc || fail "helper VM: cannot mount /proc"
 mount -t sysfs sysfs /sys || fail "helper VM: cannot mount /sys"
 mount -t devtmpfs devtmpfs /dev || fail "helper VM: cannot mount /dev"
+# what bash's process substitution and scripts reading /dev/stdin expect (CUSTOM_TASK)
+ln -sf /proc/self/fd /dev/fd
+ln -sf /proc/self/fd/0 /dev/stdin
+ln -sf /proc/self/fd/1 /dev/stdout
+ln -sf /proc/self/fd/2 /dev/stderr
 
 while read -r ko; do
   insmod "/lib/modules/$ko" 2>/dev/null || echo "snf-image shim: cannot load ${ko##*/}" >/dev/console

@@ -24,8 +24,8 @@ export const SYSPREP_DIR_WIN = "C:\\sysprep";
 export const INSTALL_FILES_PATH = "C:\\sysprep\\i386";
 export const OEM_DIR = "/sysprep/i386/$oem$";
 export const CMDLINES = `${OEM_DIR}/cmdlines.txt`;
-export const LEGACY_PASSWORD_SCRIPT = `${OEM_DIR}/snfpasswd.cmd`;
-export const LEGACY_PASSWORD_SCRIPT_WIN = "C:\\sysprep\\i386\\$oem$\\snfpasswd.cmd";
+export const LEGACY_PASSWORD_SCRIPT = "snfpw.cmd";
+export const LEGACY_RDP_SCRIPT = "snfrdp.cmd";
 /** Largest sysprep.inf / cmdlines.txt we read from the image. */
 const MAX_INI_BYTES = 256 * 1024;
 
@@ -278,19 +278,29 @@ export function addCmdLine(root: string, command: string): string {
   return p;
 }
 
+/**
+ * Write `lines` as the script C:\sysprep\i386\$oem$\<name> and make
+ * cmdlines.txt run it. Returns the cmdlines.txt guest path.
+ */
+export function addCmdScript(root: string, name: string, lines: string[], mode = 0o644): string {
+  if (!/^[a-z0-9]{1,8}\.cmd$/.test(name)) throw new Error(`bad script name ${name}`);
+  writeFileIn(root, `${ensureDirCi(root, OEM_DIR)}/${name}`, `${lines.join("\r\n")}\r\n`, { mode });
+  return addCmdLine(root, `cmd /c ${INSTALL_FILES_PATH}\\$oem$\\${name}`);
+}
+
 /** AdminPassword value for sysprep.inf (quoted; the same character rules as the password script). */
 export function adminPasswordValue(password: string): string {
   checkWindowsPassword(password);
   return `"${password}"`;
 }
 
-/** The `net user` script cmdlines.txt runs for USERS other than Administrator (CRLF). */
-export function legacyPasswordScript(users: string[], password: string): string {
+/** The `net user` script cmdlines.txt runs for USERS other than Administrator (lines). */
+export function legacyPasswordScript(users: string[], password: string): string[] {
   checkWindowsPassword(password);
   const lines = ["@echo off", "rem Written by snf-image; Windows deletes C:\\sysprep after mini-setup."];
   for (const u of users) {
     checkWindowsUser(u);
     lines.push(`net user "${u}" "${password.replace(/%/g, "%%")}" /ACTIVE:YES /EXPIRES:NEVER`);
   }
-  return `${lines.join("\r\n")}\r\n`;
+  return lines;
 }

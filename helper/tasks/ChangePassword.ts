@@ -8,13 +8,12 @@
  * file's specialize pass runs and SetupComplete.cmd wipes (os/windows.ts);
  * a password hash cannot be used there.
  */
-import * as path from "node:path";
 import type { Task, TaskContext } from "../task.ts";
 import { hashPassword, parseHashMethod } from "../lib/crypt.ts";
 import { readUsers, setShadowHash, shadowDay, shadowHashOf, updateShadow } from "../lib/passwd.ts";
-import { readTextIn, writeFileIn } from "../lib/safepath.ts";
-import { addCmdLine, adminPasswordValue, editSysprepInf, iniSet, LEGACY_PASSWORD_SCRIPT, LEGACY_PASSWORD_SCRIPT_WIN, legacyPasswordScript, OEM_DIR } from "../os/windows-legacy.ts";
-import { editUnattend, ensureRunSynchronous, findUnattend, ensureDirCi, PASSWORD_SCRIPT_WIN, updateSetupComplete, windowsArch, winPath, writePasswordScript } from "../os/windows.ts";
+import { readTextIn } from "../lib/safepath.ts";
+import { addCmdScript, adminPasswordValue, editSysprepInf, iniSet, LEGACY_PASSWORD_SCRIPT, legacyPasswordScript } from "../os/windows-legacy.ts";
+import { editUnattend, ensureRunSynchronous, findUnattend, PASSWORD_SCRIPT_WIN, updateSetupComplete, windowsArch, winPath, writePasswordScript } from "../os/windows.ts";
 
 /** USERS property as a list (default root). */
 export function targetUsers(ctx: TaskContext): string[] {
@@ -62,10 +61,8 @@ export async function changeLegacyPassword(ctx: TaskContext): Promise<void> {
     ctx.info(`Administrator password set in ${winPath(p)}`);
   }
   if (others.length) {
-    const text = legacyPasswordScript(others, password);
-    writeFileIn(ctx.root, `${ensureDirCi(ctx.root, OEM_DIR)}/${path.posix.basename(LEGACY_PASSWORD_SCRIPT)}`, text, { mode: 0o600 });
-    const c = addCmdLine(ctx.root, `cmd /c ${LEGACY_PASSWORD_SCRIPT_WIN}`);
-    ctx.info(`password of ${others.join(", ")} set at the end of mini-setup by ${LEGACY_PASSWORD_SCRIPT_WIN} (from ${winPath(c)})`);
+    const c = addCmdScript(ctx.root, LEGACY_PASSWORD_SCRIPT, legacyPasswordScript(others, password), 0o600);
+    ctx.info(`password of ${others.join(", ")} set at the end of mini-setup by ${LEGACY_PASSWORD_SCRIPT} (run from ${winPath(c)})`);
   }
 }
 

@@ -4,12 +4,12 @@
  * fDenyTSConnections=1 under the control set Select\Current names (an
  * in-place REG_DWORD write, lib/hive.ts); the value it had is put back at
  * first boot: by SetupComplete.cmd (NT 6+, after the password script ran)
- * or by cmdlines.txt at the end of mini-setup (XP/2003).
+ * or by a script cmdlines.txt runs at the end of mini-setup (XP/2003).
  */
 import type { Task, TaskContext } from "../task.ts";
 import { currentControlSet, Hive } from "../lib/hive.ts";
 import { resolveInRoot, statIn } from "../lib/safepath.ts";
-import { addCmdLine } from "../os/windows-legacy.ts";
+import { addCmdScript, LEGACY_RDP_SCRIPT } from "../os/windows-legacy.ts";
 import { findCi, RDP_BLOCK_BEGIN, RDP_BLOCK_END, rdpRestoreCommand, setSetupCompleteBlock, SYSTEM_HIVE, TS_KEY, TS_VALUE, winPath } from "../os/windows.ts";
 
 export async function disableRemoteDesktop(ctx: TaskContext): Promise<void> {
@@ -22,7 +22,7 @@ export async function disableRemoteDesktop(ctx: TaskContext): Promise<void> {
     if (old === undefined) throw new Error(`the SYSTEM hive has no ${key}\\${TS_VALUE} to turn Remote Desktop off with`);
     // the restore first: if it cannot be written, the hive stays untouched
     const cmd = rdpRestoreCommand(old);
-    const where = ctx.os.family === "windows-legacy" ? addCmdLine(ctx.root, cmd) : setSetupCompleteBlock(ctx.root, RDP_BLOCK_BEGIN, RDP_BLOCK_END, [cmd]);
+    const where = ctx.os.family === "windows-legacy" ? addCmdScript(ctx.root, LEGACY_RDP_SCRIPT, ["@echo off", cmd]) : setSetupCompleteBlock(ctx.root, RDP_BLOCK_BEGIN, RDP_BLOCK_END, [cmd]);
     h.setDword(key, TS_VALUE, 1);
     ctx.info(`Remote Desktop off (${key}\\${TS_VALUE} was ${old}, now 1) until ${winPath(where)} restores it at first boot`);
   } finally {

@@ -14,6 +14,7 @@ import { HELPER_DIR, placeImage, runCreate, type CreateSpec, type ScriptRun } fr
 import { cacheDir, debianImage, type DebianImage } from "../lib/images.ts";
 import { mountDisk, shadowHash, verifyCrypt } from "../lib/inspect.ts";
 import { withLoop } from "../lib/loop.ts";
+import { writeSystemHive } from "../lib/hive.ts";
 import { attr, childElements, parseXml, textOf } from "../../helper/lib/xml.ts";
 
 const PASSWORD = "Tr0ub4dor&3-fmt";
@@ -150,6 +151,11 @@ describe("ntfsdump", () => {
       mkdirSync(join(mnt, "Windows", "System32"), { recursive: true });
       mkdirSync(join(mnt, "Windows", "SysWOW64"), { recursive: true });
       await Bun.write(join(mnt, "Windows", "System32", "drivers.txt"), "not really\n");
+      // a SYSTEM hive for DisableRemoteDesktopConnections
+      const hive = join(work, "SYSTEM");
+      writeSystemHive(hive, { current: 1, deny: 0 });
+      mkdirSync(join(mnt, "Windows", "System32", "config"), { recursive: true });
+      await Bun.write(join(mnt, "Windows", "System32", "config", "SYSTEM"), Bun.file(hive));
       // what sysprep /generalize leaves: InstallUnattend checks it
       mkdirSync(join(mnt, "Windows", "Setup", "State"), { recursive: true });
       await Bun.write(join(mnt, "Windows", "Setup", "State", "State.ini"), "[_CLEAN_]\r\nImageState=IMAGE_STATE_GENERALIZE_RESEAL_TO_OOBE\r\n");
@@ -179,8 +185,7 @@ describe("ntfsdump", () => {
     expect(r.code).toBe(0);
     console.log(r.output.split("\n").filter((l) => /task|family|skipped|grew|custom/i.test(l)).join("\n"));
     expect(r.output).toMatch(/OS family windows, root partition 1/);
-    expect(r.output).toMatch(/task EnforcePersonality skipped \(not for windows\)/);
-    for (const t of ["InstallUnattend", "AssignHostname", "ChangePassword"]) expect(r.output).toMatch(new RegExp(`task ${t} done in`));
+    for (const t of ["InstallUnattend", "AssignHostname", "ChangePassword", "DisableRemoteDesktopConnections", "EnforcePersonality"]) expect(r.output).toMatch(new RegExp(`task ${t} done in`));
     expect(r.output).not.toContain(WIN_KEY);
 
     const t = partitions(disk);
@@ -236,7 +241,7 @@ describe("ntfsdump", () => {
     try {
       expect(m.read("/snf-marker.txt")).toBe("family=windows root=1\n");
       expect(m.read("/Windows/System32/drivers.txt")).toBe("not really\n");
-      expect(m.exists("/root/fmt.txt")).toBe(false); // personality is Linux-only here
+      expect(m.read("/root/fmt.txt")).toBe("format test\n"); // personality on NTFS too
     } finally {
       m.close();
     }
@@ -252,7 +257,9 @@ describe("ntfsdump, dirty", () => {
     mkdirSync(mnt, { recursive: true });
     sh(["ntfs-3g", ntfs, mnt]);
     try {
-      mkdirSync(join(mnt, "Windows", "System32"), { recursive: true });
+      mkdirSync(join(mnt, "Windows", "System32", "config"), { recursive: true });
+      writeSystemHive(join(work, "SYSTEM-dirty"), { current: 1, deny: 0 });
+      await Bun.write(join(mnt, "Windows", "System32", "config", "SYSTEM"), Bun.file(join(work, "SYSTEM-dirty")));
     } finally {
       sh(["umount", mnt]);
     }

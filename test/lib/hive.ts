@@ -84,9 +84,10 @@ export function hivexget(file: string, key: string, value: string): string {
 /**
  * A SYSTEM hive shaped like Windows': Select\Current = `current`, two
  * control sets, Terminal Server with fDenyTSConnections = `deny` in the
- * current one (1 - deny in the other) and a few neighbouring values.
+ * current one (1 - deny in the other) and a few neighbouring values;
+ * `sealed` adds Setup\SystemSetupInProgress/MiniSetupInProgress (XP sysprep).
  */
-export function writeSystemHive(file: string, o: { current: number; deny: number }): void {
+export function writeSystemHive(file: string, o: { current: number; deny: number; sealed?: boolean }): void {
   writeEmptyHive(file);
   const other = o.current === 1 ? 2 : 1;
   const cs = (n: number) => `ControlSet${String(n).padStart(3, "0")}`;
@@ -121,6 +122,9 @@ export function writeSystemHive(file: string, o: { current: number; deny: number
       "dword:00000000",
       "LastKnownGood",
       `dword:${other.toString(16).padStart(8, "0")}`,
+      ...(o.sealed === undefined
+        ? []
+        : ["cd \\", "add Setup", "cd Setup", "setval 2", "SystemSetupInProgress", `dword:0000000${o.sealed ? 1 : 0}`, "MiniSetupInProgress", `dword:0000000${o.sealed ? 1 : 0}`]),
       ts(other, 1 - o.deny),
       ts(o.current, o.deny),
     ].join("\n"),
