@@ -25,8 +25,9 @@ export const REG_DWORD = 4;
 const BASE_BLOCK = 4096;
 /** Largest cell we read (a value list of 250k entries is already absurd). */
 const MAX_CELL_BYTES = 1 << 20;
-/** Upper bound on cells read in one lookup (keeps a crafted hive from looping us). */
+/** Upper bounds on cells and bytes read through one Hive (keeps a crafted hive from looping us). */
 const MAX_CELLS_VISITED = 200_000;
+const MAX_BYTES_READ = 64 << 20;
 
 export class HiveError extends Error {}
 
@@ -40,6 +41,7 @@ export interface HiveValue {
 
 export class Hive {
   private visited = 0;
+  private bytesRead = 0;
   private readonly binsEnd: number;
 
   private constructor(
@@ -96,6 +98,8 @@ export class Hive {
     if (raw >= 0) this.bad(`cell ${off} is free`);
     const size = -raw;
     if (size < 8 || size > MAX_CELL_BYTES + 4 || BASE_BLOCK + off + size > this.binsEnd) this.bad(`cell ${off} size ${size}`);
+    this.bytesRead += size;
+    if (this.bytesRead > MAX_BYTES_READ) this.bad(`more than ${MAX_BYTES_READ >> 20} MiB read`);
     const data = Buffer.alloc(size - 4);
     if (fs.readSync(this.fd, data, 0, data.length, BASE_BLOCK + off + 4) !== data.length) this.bad(`short read at cell ${off}`);
     return data;

@@ -42,6 +42,8 @@ export function enforceWindowsPersonality(ctx: TaskContext): void {
   for (const f of ctx.params.personality) {
     const guest = path.posix.normalize(f.path);
     if (guest === "/" || f.path.endsWith("/")) throw new Error(`personality file ${f.path}: not a file path`);
+    const bad = guest.split("/").find((c) => c !== "" && (/[\x00-\x1f\\:*?"<>|]/.test(c) || /[. ]$/.test(c)));
+    if (bad !== undefined) throw new Error(`personality file ${JSON.stringify(f.path.slice(0, 200))}: ${JSON.stringify(bad.slice(0, 60))} is not a Windows file name`);
     const data = decodeContents(f.contents, f.path);
     const parent = ensureDirCi(ctx.root, path.posix.dirname(guest));
     const target = findCi(ctx.root, guest) ?? `${parent}/${path.posix.basename(guest)}`;

@@ -20,6 +20,7 @@ import { hivexget, writeSystemHive } from "../lib/hive.ts";
 import { withLoop } from "../lib/loop.ts";
 import { attr, childElements, parseXml, textOf } from "../../helper/lib/xml.ts";
 import { iniGet } from "../../helper/os/windows-legacy.ts";
+import { ANSWER_FILE_MAX_BYTES } from "../../src/protocol.ts";
 
 const PASSWORD = "Win-compat-Pw9";
 const KEY = "ABCDE-12345-FGHIJ-67890-KLMNO";
@@ -126,7 +127,10 @@ beforeAll(() => {
     hostname: "127.0.0.1",
     port: 0,
     fetch(req) {
-      return new URL(req.url).pathname === "/answer.xml" ? new Response(ANSWER) : new Response("no", { status: 404 });
+      const p = new URL(req.url).pathname;
+      if (p === "/answer.xml") return new Response(ANSWER);
+      if (p === "/huge.xml") return new Response(new Uint8Array(ANSWER_FILE_MAX_BYTES + 1).fill(0x20));
+      return new Response("no", { status: 404 });
     },
   });
 });
@@ -247,16 +251,19 @@ describe("windows-legacy (XP/2003)", () => {
 });
 
 describe("os_answer_file on the host", () => {
-  test("a missing document fails with one line before the disk is touched", async () => {
-    const disk = join(work, "disk-404");
+  test.each([
+    ["missing.xml", /ERROR: os_answer_file http:\/\/127\.0\.0\.1:\d+\/missing\.xml: HTTP 404$/],
+    ["huge.xml", /ERROR: os_answer_file http:\/\/127\.0\.0\.1:\d+\/huge\.xml: larger than 1048576 bytes$/],
+  ])("%s: one line, before the disk is touched", async (name, re) => {
+    const disk = join(work, `disk-${name}`);
     sh(["truncate", "-s", String(64 * MiB), disk]);
     const r = await runCreate({
       imageDir,
       disks: [disk],
-      osp: { img_id: "win-nt6", img_format: "ntfsdump", os_answer_file: `http://127.0.0.1:${server.port}/missing.xml` },
+      osp: { img_id: "win-nt6", img_format: "ntfsdump", os_answer_file: `http://127.0.0.1:${server.port}/${name}` },
     });
     expect(r.code).toBe(1);
-    expect(r.lastLine).toMatch(/ERROR: os_answer_file http:\/\/127\.0\.0\.1:\d+\/missing\.xml: HTTP 404$/);
+    expect(r.lastLine).toMatch(re);
     expect(readFileSync(disk).every((b) => b === 0)).toBe(true);
   }, 120_000);
 });

@@ -116,6 +116,40 @@ describe("lib/hive.ts against hivex", () => {
   });
 });
 
+/** A hive whose root has `n` values that all point at one 1 MiB value cell (reading it n times would never end). */
+function amplifyingHive(file: string, n: number): void {
+  writeEmptyHive(file);
+  const head = fs.readFileSync(file).subarray(0, 4096);
+  const listOff = 0x1000;
+  const listSize = Math.ceil((4 + n * 4) / 8) * 8;
+  const bigOff = listOff + listSize;
+  const bigSize = 1 << 20;
+  const binsSize = Math.ceil((bigOff + bigSize) / 4096) * 4096;
+  const bins = Buffer.alloc(binsSize);
+  fs.readFileSync(file).copy(bins, 0, 4096, 8192);
+  bins.writeUInt32LE(n, 0x20 + 4 + 0x24);
+  bins.writeUInt32LE(listOff, 0x20 + 4 + 0x28);
+  bins.writeInt32LE(-listSize, listOff);
+  for (let i = 0; i < n; i++) bins.writeUInt32LE(bigOff, listOff + 4 + i * 4);
+  bins.writeInt32LE(-bigSize, bigOff);
+  bins.write("vk", bigOff + 4, "latin1");
+  head.writeUInt32LE(binsSize, 0x28);
+  let sum = 0;
+  for (let i = 0; i < 0x1fc; i += 4) sum = (sum ^ head.readUInt32LE(i)) >>> 0;
+  head.writeUInt32LE(sum, 0x1fc);
+  fs.writeFileSync(file, Buffer.concat([head, bins]));
+}
+
+describe("lib/hive.ts bounds", () => {
+  test("a hive that makes every value read the same 1 MiB cell stops at the read budget", () => {
+    const f = path.join(tmp(), "SYSTEM");
+    amplifyingHive(f, 100_000);
+    const h = Hive.open(f);
+    expect(() => h.values(h.rootOffset)).toThrow(/corrupt registry hive \(more than 64 MiB read\)/);
+    h.close();
+  });
+});
+
 describe("DisableRemoteDesktopConnections", () => {
   test("windows: hive value 1, SetupComplete.cmd restores the old value in its own block", async () => {
     const fr = winRoot({ deny: 0 });
@@ -240,6 +274,9 @@ describe("personality on Windows", () => {
     await personality.run(bad);
     expect(fs.readFileSync(path.join(fr.root, "etc/passwd"), "utf8")).toBe("x");
     expect(fs.readFileSync("/etc/passwd", "utf8")).not.toBe("x");
+    for (const name of ["/a/b:c.txt", "/dir./x", "/x/tab\there", "/q?.txt"]) {
+      await expect(personality.run(ctxOf(fr, "windows", { personality: [{ path: name, contents: b64("x") }] }))).rejects.toThrow(/is not a Windows file name/);
+    }
     const up = ctxOf(fr, "windows", { personality: [{ path: "/../../outside.txt", contents: b64("x") }] });
     await personality.run(up);
     expect(fs.existsSync(path.join(fr.dir, "outside.txt"))).toBe(false);

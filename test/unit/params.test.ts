@@ -59,6 +59,7 @@ describe("OS parameters: bad values, each one line", () => {
     ["cloud_userdata", { cloud_userdata: "not base64!" }, /^cloud_userdata: not base64/],
     ["product key", { os_product_key: "ABCDE-12345" }, /^os_product_key: must be five groups/],
     ["answer file", { os_answer_file: "gopher://x" }, /^os_answer_file: scheme must be/],
+    ["answer file over ftp (cannot be fetched)", { os_answer_file: "ftp://x/unattend.xml" }, /^os_answer_file: scheme must be one of http, https, file/],
   ])("%s", (_name, p, re) => {
     const found = problems(p);
     expect(found.length).toBeGreaterThanOrEqual(1);
