@@ -103,8 +103,13 @@ export async function deploy(env: GanetiEnv, config: Config, monitor: Monitor, s
   return { copyMs, bytes, zeroBytes, helperMs: c.durationMs, tasks: c.tasks, accel: c.accel };
 }
 
-/** os_answer_file, fetched here (the helper VM has no network); bounded by ANSWER_FILE_MAX_BYTES. */
+/**
+ * os_answer_file, fetched here (the helper VM has no network); bounded by
+ * ANSWER_FILE_MAX_BYTES. http(s) only: its bytes land in the guest verbatim,
+ * so a file:// URL would copy a host file into the instance.
+ */
 async function fetchAnswerFile(url: string, config: Config, signal?: AbortSignal): Promise<Buffer> {
+  if (!/^https?:\/\//i.test(url)) throw new SnfError(`os_answer_file ${redactUrl(url)}: only http and https URLs are fetched`);
   const bytes = await fetchSmallDocument("os_answer_file", url, { maxBytes: ANSWER_FILE_MAX_BYTES, maxRedirects: config.HTTP_MAX_REDIRECTS, signal });
   if (bytes.length === 0) throw new SnfError(`os_answer_file ${redactUrl(url)} is empty`);
   log.info(`os_answer_file ${redactUrl(url)}: ${bytes.length} bytes`);

@@ -23,7 +23,7 @@ export const PARAMETER_HELP: Record<OsParamName, string> = {
   config_url: "http(s) or file URL of a JSON object whose keys override these parameters",
   cloud_userdata: "base64 cloud-init user-data (used with the CLOUD_INIT property)",
   os_product_key: "Windows product key (XXXXX-XXXXX-XXXXX-XXXXX-XXXXX)",
-  os_answer_file: "URL of a Windows answer file (unattend.xml)",
+  os_answer_file: "http(s) URL of a Windows answer file (unattend.xml; sysprep.inf for windows-legacy)",
 };
 
 export const IMAGE_FORMATS = ["diskdump", "extdump", "ntfsdump"] as const;
@@ -217,7 +217,7 @@ export function checkParams(raw: RawParams, o: { forVerify?: boolean } = {}): { 
   if (defined("cloud_userdata") && !isBase64(val("cloud_userdata"))) problems.push("cloud_userdata: not base64");
   if (defined("os_product_key") && val("os_product_key") !== "" && !PRODUCT_KEY.test(val("os_product_key")))
     problems.push("os_product_key: must be five groups of 5 letters or digits joined by '-'");
-  if (defined("os_answer_file") && val("os_answer_file") !== "") checkUrl("os_answer_file", val("os_answer_file"), ["http", "https", "file"], problems);
+  if (defined("os_answer_file") && val("os_answer_file") !== "") checkUrl("os_answer_file", val("os_answer_file"), ["http", "https"], problems);
 
   return {
     problems,

@@ -59,7 +59,8 @@ describe("OS parameters: bad values, each one line", () => {
     ["cloud_userdata", { cloud_userdata: "not base64!" }, /^cloud_userdata: not base64/],
     ["product key", { os_product_key: "ABCDE-12345" }, /^os_product_key: must be five groups/],
     ["answer file", { os_answer_file: "gopher://x" }, /^os_answer_file: scheme must be/],
-    ["answer file over ftp (cannot be fetched)", { os_answer_file: "ftp://x/unattend.xml" }, /^os_answer_file: scheme must be one of http, https, file/],
+    ["answer file over ftp (cannot be fetched)", { os_answer_file: "ftp://x/unattend.xml" }, /^os_answer_file: scheme must be one of http, https$/],
+    ["answer file from a host file (would copy it into the guest)", { os_answer_file: "file:///etc/shadow" }, /^os_answer_file: scheme must be one of http, https$/],
   ])("%s", (_name, p, re) => {
     const found = problems(p);
     expect(found.length).toBeGreaterThanOrEqual(1);
