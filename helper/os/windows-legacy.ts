@@ -30,9 +30,12 @@ export const LEGACY_RDP_SCRIPT = "snfrdp.cmd";
 const MAX_INI_BYTES = 256 * 1024;
 
 /**
- * sysprep.inf's [GuiUnattended] TimeZone is an index, not a name. The
- * indexes of the common zones (Microsoft's "time zone index values" table);
- * an unknown name is left out of a generated sysprep.inf with a warning.
+ * sysprep.inf's [GuiUnattended] TimeZone is an index, not a name: Microsoft's
+ * "time zone index values" table, by registry key name (the names
+ * unattend.xml uses); timezoneIndex() also takes the table's own spellings
+ * ("U.S. Mountain", "A.U.S. Eastern", "Fiji Islands"…) as the original's
+ * WINDOWS_TIMEZONE did. An unknown name is left out of a generated
+ * sysprep.inf with a warning.
  */
 export const TIMEZONE_INDEX: Readonly<Record<string, string>> = {
   "Dateline Standard Time": "000",
@@ -41,6 +44,7 @@ export const TIMEZONE_INDEX: Readonly<Record<string, string>> = {
   "Alaskan Standard Time": "003",
   "Pacific Standard Time": "004",
   "Mountain Standard Time": "010",
+  "Mexico Standard Time 2": "013",
   "US Mountain Standard Time": "015",
   "Central Standard Time": "020",
   "Canada Central Standard Time": "025",
@@ -98,10 +102,10 @@ export const TIMEZONE_INDEX: Readonly<Record<string, string>> = {
   "Korea Standard Time": "230",
   "Tokyo Standard Time": "235",
   "Yakutsk Standard Time": "240",
-  "Cen. Australia Standard Time": "245",
-  "AUS Central Standard Time": "250",
-  "E. Australia Standard Time": "255",
-  "AUS Eastern Standard Time": "260",
+  "AUS Central Standard Time": "245",
+  "Cen. Australia Standard Time": "250",
+  "AUS Eastern Standard Time": "255",
+  "E. Australia Standard Time": "260",
   "West Pacific Standard Time": "275",
   "Tasmania Standard Time": "265",
   "Vladivostok Standard Time": "270",
@@ -110,6 +114,19 @@ export const TIMEZONE_INDEX: Readonly<Record<string, string>> = {
   "New Zealand Standard Time": "290",
   "Tonga Standard Time": "300",
 };
+
+const TZ_ALIASES: Readonly<Record<string, string>> = {
+  "newfoundland and labrador standard time": "060",
+  "transitional islamic state of afghanistan standard time": "175",
+  "fiji islands standard time": "285",
+};
+const tzKey = (name: string): string => name.toLowerCase().replace(/\./g, "").replace(/\s+/g, " ").trim();
+const TZ_BY_KEY = new Map<string, string>([...Object.entries(TIMEZONE_INDEX).map(([k, v]) => [tzKey(k), v] as [string, string]), ...Object.entries(TZ_ALIASES)]);
+
+/** The sysprep.inf index of a Windows time zone name, or undefined. */
+export function timezoneIndex(name: string): string | undefined {
+  return TZ_BY_KEY.get(tzKey(name));
+}
 
 /** The generated sysprep.inf (CRLF). `timezoneIndex` undefined: no TimeZone line (mini-setup asks). */
 export function generatedSysprepInf(timezoneIndex: string | undefined): string {

@@ -14,7 +14,7 @@
 import type { Task, TaskContext } from "../task.ts";
 import { resolveInRoot, statIn, writeFileIn } from "../lib/safepath.ts";
 import { Hive } from "../lib/hive.ts";
-import { editSysprepInf, findSysprepInf, fixInstallFilesPath, generatedSysprepInf, iniSet, installSysprepInf, TIMEZONE_INDEX } from "../os/windows-legacy.ts";
+import { editSysprepInf, findSysprepInf, fixInstallFilesPath, generatedSysprepInf, iniSet, installSysprepInf, timezoneIndex } from "../os/windows-legacy.ts";
 import {
   INSTALLED_UNATTEND,
   checkDeployable,
@@ -108,7 +108,7 @@ async function installSysprepInfTask(ctx: TaskContext): Promise<void> {
     ctx.warn(`using the sysprep.inf found in the image: ${winPath(found)}`);
   } else {
     const tz = ctx.params.windowsTimezone;
-    const idx = TIMEZONE_INDEX[tz];
+    const idx = timezoneIndex(tz);
     if (idx === undefined) ctx.warn(`WINDOWS_TIMEZONE ${tz} has no known sysprep.inf index; the generated sysprep.inf names no time zone`);
     p = installSysprepInf(root, generatedSysprepInf(idx));
     ctx.info(`${found !== undefined ? "IGNORE_UNATTEND: replaced the image's sysprep.inf with" : "installed"} a generated ${winPath(p)}${idx ? ` (time zone ${tz} = ${idx})` : ""}`);

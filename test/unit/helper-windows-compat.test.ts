@@ -20,7 +20,7 @@ import { task as changePassword } from "../../helper/tasks/ChangePassword.ts";
 import { task as disableRdp } from "../../helper/tasks/DisableRemoteDesktopConnections.ts";
 import { task as personality } from "../../helper/tasks/EnforcePersonality.ts";
 import { customTaskEnv } from "../../helper/tasks/RunCustomTask.ts";
-import { iniGet, iniSet } from "../../helper/os/windows-legacy.ts";
+import { iniGet, iniSet, timezoneIndex } from "../../helper/os/windows-legacy.ts";
 import { generatedUnattend, RDP_BLOCK_BEGIN, RDP_BLOCK_END } from "../../helper/os/windows.ts";
 import { resolveRoot } from "../../helper/os/detect.ts";
 import { makeProps } from "../../helper/props.ts";
@@ -244,6 +244,17 @@ describe("windows-legacy", () => {
     const fr = winRoot({ legacy: true, sealed: false });
     await expect(installUnattend.run(ctxOf(fr, "windows-legacy"))).rejects.toThrow(/not sealed with sysprep .*MiniSetupInProgress=0/);
     await expect(installUnattend.run(ctxOf(fr, "windows"))).rejects.toThrow(/use OSFAMILY=windows-legacy/);
+  });
+
+  test("time zone indexes by registry name and by the index table's spellings", () => {
+    expect(timezoneIndex("GMT Standard Time")).toBe("085");
+    expect(timezoneIndex("GTB Standard Time")).toBe("130");
+    expect(timezoneIndex("AUS Eastern Standard Time")).toBe("255");
+    expect(timezoneIndex("A.U.S. Eastern Standard Time")).toBe("255");
+    expect(timezoneIndex("E. Australia Standard Time")).toBe("260");
+    expect(timezoneIndex("U.S. Mountain Standard Time")).toBe("015");
+    expect(timezoneIndex("Fiji Islands Standard Time")).toBe("285");
+    expect(timezoneIndex("Mars Standard Time")).toBeUndefined();
   });
 
   test("iniSet adds sections and keys, replaces duplicates", () => {
