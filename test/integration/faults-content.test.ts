@@ -14,6 +14,7 @@ import { HELPER_DIR, leftovers, runCreate, type CreateSpec, type ScriptRun } fro
 import { MINIMAL_ROOT_FILES } from "../lib/images.ts";
 import { mountDisk } from "../lib/inspect.ts";
 import { withLoop } from "../lib/loop.ts";
+import { writeSystemHive } from "../lib/hive.ts";
 
 const MiB = 1024 * 1024;
 const PASSWORD = "Leak-Me-N0t-42";
@@ -255,7 +256,8 @@ describe("hostile NTFS (ntfsdump) through the helper VM", () => {
   test("Windows image whose Setup\\Scripts and unattend.xml are symlinks climbing out of the root: written inside the image, one helper boot", async () => {
     const f = ntfs("wintrap", 32);
     withMounted(f, (mnt) => {
-      mkdirSync(join(mnt, "Windows/System32"), { recursive: true });
+      mkdirSync(join(mnt, "Windows/System32/config"), { recursive: true });
+      writeSystemHive(join(mnt, "Windows/System32/config/SYSTEM"), { current: 1, deny: 0 }); // DisableRemoteDesktopConnections needs it
       mkdirSync(join(mnt, "Windows/Setup/State"), { recursive: true });
       writeFileSync(join(mnt, "Windows/Setup/State/State.ini"), "[_CLEAN_]\r\nImageState=IMAGE_STATE_GENERALIZE_RESEAL_TO_OOBE\r\n");
       mkdirSync(join(mnt, "Escape"));
