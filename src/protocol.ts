@@ -30,6 +30,8 @@ export const ANSWER_FILE_MAX_BYTES = 1024 * 1024;
 export const PARAMS_MAX_BYTES = 8 * 1024 * 1024;
 
 export const TOOLS_DISK_SERIAL = "snf-tools";
+/** On the tools disk when its ufs.ko can write UFS (content: the linux-source version it came from). */
+export const UFS_WRITE_MARKER = "/usr/lib/snf-image-helper/ufs-write";
 export const diskSerial = (index: number): string => `snf-disk${index}`;
 
 export const RESULT_SUCCESS = "SUCCESS";
@@ -231,6 +233,8 @@ export const HelperManifestSchema = v.object({
   kernel: v.string(),
   built: v.string(),
   files: v.object({ kernel: v.string(), initrd: v.string(), tools: v.string() }),
+  /** linux-source version the UFS-write module came from; absent: *BSD images cannot be mounted */
+  ufsWrite: v.optional(v.string()),
 });
 export type HelperManifest = v.InferOutput<typeof HelperManifestSchema>;
 

@@ -7,7 +7,7 @@
  */
 import { dlopen, FFIType, ptr, type Pointer } from "bun:ffi";
 
-export const HASH_METHODS = ["sha512", "sha256", "md5", "blowfish", "yescrypt"] as const;
+export const HASH_METHODS = ["sha512", "sha256", "md5", "blowfish", "yescrypt", "sha1"] as const;
 export type HashMethod = (typeof HASH_METHODS)[number];
 
 const PREFIX: Record<HashMethod, string> = {
@@ -16,6 +16,7 @@ const PREFIX: Record<HashMethod, string> = {
   md5: "$1$",
   blowfish: "$2b$",
   yescrypt: "$y$",
+  sha1: "$sha1$", // NetBSD's sha1crypt
 };
 const MKPASSWD_METHOD: Record<HashMethod, string> = {
   sha512: "sha-512",
@@ -23,6 +24,7 @@ const MKPASSWD_METHOD: Record<HashMethod, string> = {
   md5: "md5",
   blowfish: "bcrypt",
   yescrypt: "yescrypt",
+  sha1: "sha1crypt", // not offered by mkpasswd: the FFI path is needed
 };
 
 const ALIASES: Record<string, HashMethod> = {
@@ -34,11 +36,13 @@ const ALIASES: Record<string, HashMethod> = {
   blowfish: "blowfish",
   bcrypt: "blowfish",
   yescrypt: "yescrypt",
+  sha1: "sha1",
+  sha1crypt: "sha1",
 };
 
-/** PASSWD_HASHING_METHOD value → method (undefined/empty → sha512). Throws naming a bad value. */
-export function parseHashMethod(value: string | undefined): HashMethod {
-  if (value === undefined || value.trim() === "") return "sha512";
+/** PASSWD_HASHING_METHOD value → method (undefined/empty → the family's default, sha512). Throws naming a bad value. */
+export function parseHashMethod(value: string | undefined, fallback: HashMethod = "sha512"): HashMethod {
+  if (value === undefined || value.trim() === "") return fallback;
   const m = ALIASES[value.trim().toLowerCase()];
   if (!m) throw new Error(`PASSWD_HASHING_METHOD ${JSON.stringify(value)} is not one of ${HASH_METHODS.join(", ")}`);
   return m;

@@ -60,9 +60,10 @@ type Probe = (p: Partition) => Promise<OsFamily | undefined>;
 /** Mount-and-look probe: which family does partition p hold, if any. */
 export function mountProbe(mounts: Mounts, mountDir: string): Probe {
   return async (p) => {
+    // *BSD: told by the partition type, then the filesystem (a slice holds a disklabel, not one filesystem)
     const bsd = MSDOS_BSD[p.type];
     if (bsd) return bsd;
-    if (p.type === GPT_FREEBSD_UFS) return "freebsd";
+    if (p.type === GPT_FREEBSD_UFS) return !p.fsType || p.fsType === "ufs" ? "freebsd" : undefined;
     if (!p.fsType || NOT_ROOT_FS.has(p.fsType) || p.kind === "extended") return undefined;
     const windows = p.fsType === "ntfs" || p.type === "7" || p.type === GPT_MS_BASIC_DATA;
     fs.mkdirSync(mountDir, { recursive: true });

@@ -9,6 +9,7 @@ import type { Task, TaskContext } from "../task.ts";
 import { existsIn, readTextIn, writeFileIn } from "../lib/safepath.ts";
 import { rewriteHosts, validHostname, writeHostnameFile } from "../os/hostname.ts";
 import { editSysprepInf, findSysprepInf, iniSet } from "../os/windows-legacy.ts";
+import { isBsd, writeBsdHostname } from "../os/bsd.ts";
 import { computerName, editUnattend, findUnattend, setComputerName, windowsArch, winPath } from "../os/windows.ts";
 
 export function assignWindowsHostname(ctx: TaskContext): void {
@@ -43,6 +44,10 @@ export function assignHostname(ctx: TaskContext): void {
   if (ctx.os.family === "windows-legacy") return assignLegacyHostname(ctx);
   const name = ctx.params.hostname.trim();
   if (!validHostname(name)) throw new Error(`instance name ${JSON.stringify(name.slice(0, 64))} is not a valid hostname`);
+  if (isBsd(ctx.os.family)) {
+    ctx.info(`hostname ${name} written to ${writeBsdHostname(ctx.root, ctx.os.family, name).join(", ")}`);
+    return;
+  }
   const file = writeHostnameFile(ctx.root, ctx.os.distro, name);
   ctx.info(`hostname ${name} written to ${file}`);
   const hosts = readTextIn(ctx.root, "/etc/hosts");
@@ -55,6 +60,6 @@ export const task: Task = {
   name: "AssignHostname",
   mounted: true,
   excludable: true,
-  families: ["linux", "windows", "windows-legacy"],
+  families: ["linux", "windows", "windows-legacy", "freebsd", "openbsd", "netbsd"],
   run: async (ctx) => assignHostname(ctx),
 };

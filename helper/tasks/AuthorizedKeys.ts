@@ -76,6 +76,6 @@ export const task: Task = {
   name: "AuthorizedKeys",
   mounted: true,
   excludable: true,
-  families: ["linux"],
+  families: ["linux", "freebsd", "openbsd", "netbsd"],
   run: async (ctx) => authorizedKeys(ctx),
 };

@@ -11,8 +11,9 @@
 import type { Task, TaskContext } from "../task.ts";
 import { hashPassword, parseHashMethod } from "../lib/crypt.ts";
 import { readUsers, setShadowHash, shadowDay, shadowHashOf, updateShadow } from "../lib/passwd.ts";
-import { readTextIn } from "../lib/safepath.ts";
 import { addCmdScript, adminPasswordValue, editSysprepInf, iniSet, LEGACY_PASSWORD_SCRIPT, legacyPasswordScript } from "../os/windows-legacy.ts";
+import { readTextIn, writeFileIn } from "../lib/safepath.ts";
+import { type BsdFamily, DEFAULT_HASH, isBsd, scheduleDbRebuild, setMasterPasswdHash } from "../os/bsd.ts";
 import { editUnattend, ensureRunSynchronous, findUnattend, PASSWORD_SCRIPT_WIN, updateSetupComplete, windowsArch, winPath, writePasswordScript } from "../os/windows.ts";
 
 /** USERS property as a list (default root). */
@@ -76,6 +77,7 @@ export async function changePassword(ctx: TaskContext): Promise<void> {
   }
   if (password !== undefined && passwordHash !== undefined) throw new Error("both a password and a password hash were given");
   if (passwordHash !== undefined && (/[:\s]/.test(passwordHash) || passwordHash === "")) throw new Error("the password hash is empty or contains ':' or whitespace");
+  if (isBsd(ctx.os.family)) return changeBsdPassword(ctx, ctx.os.family);
   const users = targetUsers(ctx);
   const known = new Set(readUsers(ctx.root).map((u) => u.name));
   const shadow = readTextIn(ctx.root, "/etc/shadow");
@@ -96,10 +98,29 @@ export async function changePassword(ctx: TaskContext): Promise<void> {
   ctx.info(`password set for ${users.join(", ")}${method ? ` (${method})` : " (given hash)"}`);
 }
 
+/**
+ * *BSD: the hash field of /etc/master.passwd (change = 0, the rest kept),
+ * with the original's per-OS default method (FreeBSD sha512, OpenBSD
+ * bcrypt, NetBSD sha1crypt). pwd.db/spwd.db are dropped and rebuilt by the
+ * guest's own pwd_mkdb at first boot (rc.local shim, as the original did).
+ */
+async function changeBsdPassword(ctx: TaskContext, family: BsdFamily): Promise<void> {
+  const { password, passwordHash } = ctx.params;
+  const users = targetUsers(ctx);
+  const text = readTextIn(ctx.root, "/etc/master.passwd");
+  if (text === undefined) throw new Error("the image has no /etc/master.passwd");
+  const method = passwordHash === undefined ? parseHashMethod(ctx.props.get("PASSWD_HASHING_METHOD"), DEFAULT_HASH[family]) : undefined;
+  let t = text;
+  for (const u of users) t = setMasterPasswdHash(t, u, passwordHash ?? (await hashPassword(password!, method!, ctx.run)));
+  writeFileIn(ctx.root, "/etc/master.passwd", t);
+  const removed = scheduleDbRebuild(ctx.root);
+  ctx.info(`password set for ${users.join(", ")} in /etc/master.passwd${method ? ` (${method})` : " (given hash)"}; ${removed.length ? `${removed.join(", ")} removed, ` : ""}pwd_mkdb runs at first boot (rc.local)`);
+}
+
 export const task: Task = {
   name: "ChangePassword",
   mounted: true,
   excludable: true,
-  families: ["linux", "windows", "windows-legacy"],
+  families: ["linux", "windows", "windows-legacy", "freebsd", "openbsd", "netbsd"],
   run: changePassword,
 };

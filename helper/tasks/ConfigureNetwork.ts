@@ -9,12 +9,13 @@ import type { Task } from "../task.ts";
 import { cloudInit, disableCloudInitNetwork } from "../net/cloudinit.ts";
 import { buildNetModel, describeModel } from "../net/model.ts";
 import { select } from "../net/renderers.ts";
+import { configureBsdNetwork, isBsd } from "../os/bsd.ts";
 
 export const task: Task = {
   name: "ConfigureNetwork",
   mounted: true,
   excludable: true,
-  families: ["linux"],
+  families: ["linux", "freebsd", "openbsd", "netbsd"],
   async run(ctx) {
     if (ctx.params.nics.length === 0) {
       ctx.info("the instance has no NICs; nothing to configure");
@@ -26,6 +27,7 @@ export const task: Task = {
       ctx.info("no NIC has an IPv4 or IPv6 configuration; nothing to write");
       return;
     }
+    if (isBsd(ctx.os.family)) return configureBsdNetwork(ctx, ctx.os.family, model);
     const renderer = select(ctx.root, { forceNetworkManager: ctx.props.bool("NM_NETWORKING"), cloudInit: ctx.props.bool("CLOUD_INIT") });
     if (!renderer) {
       ctx.warn("cannot tell how the image configures its network (no netplan, systemd-networkd, NetworkManager, ifcfg, wicked or ifupdown found, and CLOUD_INIT is not set); network left unconfigured");

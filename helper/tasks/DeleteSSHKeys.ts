@@ -14,6 +14,7 @@ import * as path from "node:path";
 import type { Task, TaskContext } from "../task.ts";
 import { isDirIn, listDirIn, mkdirIn, removeIn, writeFileIn } from "../lib/safepath.ts";
 import { hostKeys, readSshdConfig } from "../os/sshd.ts";
+import { isBsd } from "../os/bsd.ts";
 
 export const KEY_TYPES = ["ed25519", "ecdsa", "rsa"] as const;
 export type KeyType = (typeof KEY_TYPES)[number];
@@ -64,6 +65,10 @@ export async function deleteSshKeys(ctx: TaskContext): Promise<void> {
     for (const f of [abs, `${abs}.pub`]) if (removeIn(ctx.root, f)) removed++;
   }
   ctx.info(`removed ${removed} old host key file(s)`);
+  if (isBsd(ctx.os.family)) {
+    ctx.info(`${ctx.os.family} makes new host keys itself at first boot (its rc runs ssh-keygen for missing keys)`);
+    return;
+  }
   const work = fs.mkdtempSync(path.join(ctx.scratch, "hostkeys-"));
   try {
     for (const k of plan) {
@@ -111,6 +116,6 @@ export const task: Task = {
   name: "DeleteSSHKeys",
   mounted: true,
   excludable: true,
-  families: ["linux"],
+  families: ["linux", "freebsd", "openbsd", "netbsd"],
   run: deleteSshKeysTask,
 };

@@ -107,6 +107,6 @@ export const task: Task = {
   name: "EnforcePersonality",
   mounted: true,
   excludable: true,
-  families: ["linux", "windows", "windows-legacy"],
+  families: ["linux", "windows", "windows-legacy", "freebsd", "openbsd", "netbsd"],
   run: async (ctx) => enforcePersonality(ctx),
 };

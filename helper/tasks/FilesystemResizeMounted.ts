@@ -3,11 +3,41 @@
  * mounted. ext* is handled (unmounted) by FilesystemResizeUnmounted.
  */
 import * as path from "node:path";
-import type { Task } from "../task.ts";
 import { growBtrfs } from "../lib/btrfs.ts";
 import { currentMountPointsOf } from "../lib/mounts.ts";
 import { parseSwapPartition, probeFsType, resizeTarget } from "../lib/partition.ts";
 import { growXfs } from "../lib/xfs.ts";
+import type { Task, TaskContext } from "../task.ts";
+import { type BsdFamily, editRcConf, GROWFS_RC_VAR, isBsd } from "../os/bsd.ts";
+import { lastDataPartition, readLabel } from "../lib/disklabel.ts";
+
+/**
+ * No Debian tool grows UFS, so the guest does it at first boot: FreeBSD's
+ * growfs_enable and NetBSD's resize_root grow the root filesystem to its
+ * (already grown) partition. OpenBSD has no such switch: warn.
+ */
+function growAtBoot(ctx: TaskContext, family: BsdFamily): void {
+  const swap = parseSwapPartition(ctx.props.get("SWAP"));
+  const part = resizeTarget(ctx.disk.partitions, swap?.number);
+  let rootGrew = part?.number === ctx.rootPartition.number;
+  let what = `partition ${part?.number ?? "?"}`;
+  if (rootGrew && family !== "freebsd") {
+    const last = lastDataPartition(readLabel(ctx.disk.dev, ctx.rootPartition.startSector, family));
+    rootGrew = last?.index === 0;
+    what = `disklabel partition ${last?.letter ?? "?"}`;
+  }
+  const rcVar = GROWFS_RC_VAR[family];
+  if (!rcVar) {
+    ctx.warn(`${what} was grown, but ${family} cannot grow its filesystem at boot and no Linux tool can grow UFS: run growfs on it in ${family}`);
+    return;
+  }
+  if (!rootGrew) {
+    ctx.warn(`${what} was grown but is not the root filesystem; ${family} grows only / at boot: run growfs on it in ${family}`);
+    return;
+  }
+  editRcConf(ctx.root, [[rcVar, "YES"]]);
+  ctx.info(`${family} grows the root filesystem to its partition at first boot (${rcVar}="YES" in /etc/rc.conf)`);
+}
 
 export const task: Task = {
   name: "FilesystemResizeMounted",
@@ -15,8 +45,9 @@ export const task: Task = {
   excludable: true,
   fsResize: true,
   cloudInitSkip: true,
-  families: ["linux"],
+  families: ["linux", "freebsd", "openbsd", "netbsd"],
   async run(ctx) {
+    if (isBsd(ctx.os.family)) return growAtBoot(ctx, ctx.os.family);
     const swap = parseSwapPartition(ctx.props.get("SWAP"));
     const part = resizeTarget(ctx.disk.partitions, swap?.number);
     if (!part) throw new Error(`no partition to resize on ${ctx.disk.dev}`);

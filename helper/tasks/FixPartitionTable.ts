@@ -2,9 +2,30 @@
  * Grow the last partition to the end of the disk (msdos primary, logical
  * with its extended partition, GPT after moving the backup header), and
  * optionally carve a swap partition from the end (SWAP=<number>:<MiB>).
+ * OpenBSD/NetBSD: the BSD disklabel inside the grown slice follows it (its
+ * last partition grows to the slice end).
  */
-import type { Task } from "../task.ts";
+import type { Task, TaskContext } from "../task.ts";
+import { growLabel, readLabel, writeLabel } from "../lib/disklabel.ts";
 import { applyChanges, deviceBytes, parseSwapPartition, planGrow, readTable, relocateGptBackup, tellKernel } from "../lib/partition.ts";
+
+/** Grow the disklabel of the slice to the slice's (new) size; true if it changed. */
+async function growBsdLabel(ctx: TaskContext, family: "openbsd" | "netbsd", grownNumber: number, totalSectors: number): Promise<boolean> {
+  const dev = ctx.disk.dev;
+  const table = await readTable(ctx.run, dev);
+  const slice = table?.partitions.find((p) => p.number === ctx.rootPartition.number);
+  if (!slice) throw new Error(`the ${family} slice (partition ${ctx.rootPartition.number}) is gone`);
+  if (slice.number !== grownNumber) {
+    ctx.warn(`the ${family} slice is not the last partition; its disklabel is not grown`);
+    return false;
+  }
+  const label = readLabel(dev, slice.start, family);
+  const g = growLabel(label, slice.start, slice.size, totalSectors);
+  writeLabel(dev, slice.start, g.label);
+  if (g.grown) ctx.info(`disklabel partition ${g.grown.letter} grown from ${g.oldSize} to ${g.grown.size} sectors`);
+  else ctx.info("disklabel updated to the slice size; its last partition already reaches the end");
+  return true;
+}
 
 export const task: Task = {
   name: "FixPartitionTable",
@@ -34,7 +55,12 @@ export const task: Task = {
           (plan.swap ? `; added swap partition ${plan.swap.number} (${plan.swap.size} sectors)` : ""),
       );
     }
-    if (table.label === "gpt" || !plan.alreadyFull) {
+    let relabelled = false;
+    if (ctx.os.family === "openbsd" || ctx.os.family === "netbsd") {
+      if (table.label !== "dos") throw new Error(`${ctx.os.family} images must have an MBR with the ${ctx.os.family} slice`);
+      relabelled = await growBsdLabel(ctx, ctx.os.family, plan.target.number, totalSectors);
+    }
+    if (table.label === "gpt" || !plan.alreadyFull || relabelled) {
       await tellKernel(ctx.run, dev);
       await ctx.refreshDisk();
     }

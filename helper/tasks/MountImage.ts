@@ -4,12 +4,16 @@
  * entries must name partitions of this disk by UUID/LABEL/PARTUUID/PARTLABEL.
  */
 import * as fs from "node:fs";
+import * as os from "node:os";
 import type { DiskInfo, Partition, Task, TaskContext } from "../task.ts";
 import { findBySpec } from "../disk.ts";
 import { imageMounts, type Mounts } from "../lib/mount.ts";
 import { isDirIn, mkdirIn, readTextIn, resolveInRoot } from "../lib/safepath.ts";
 import { detectDistro } from "../os/distro.ts";
 import { replayJournal } from "../lib/e2fs.ts";
+import { isBsd, type BsdFamily, ufsTypeOf } from "../os/bsd.ts";
+import { FS_BSDFFS, readLabel } from "../lib/disklabel.ts";
+import { UFS_WRITE_MARKER } from "../../src/protocol.ts";
 
 export interface FstabEntry {
   spec: string;
@@ -87,6 +91,7 @@ export async function mountImage(ctx: TaskContext, mounts: Mounts = imageMounts)
   fs.mkdirSync(ctx.root, { recursive: true, mode: 0o755 });
   const rp = ctx.rootPartition;
   const windows = ctx.os.family === "windows" || ctx.os.family === "windows-legacy";
+  if (isBsd(ctx.os.family)) return mountBsd(ctx, ctx.os.family, mounts);
   if (!windows && ctx.os.family !== "linux") throw new Error(`mounting ${ctx.os.family} images is not supported`);
   // The filesystem resize replays a dirty ext journal; when it did not run
   // (excluded, CLOUD_INIT), replay it here, with the same warning.
@@ -109,6 +114,73 @@ export async function mountImage(ctx: TaskContext, mounts: Mounts = imageMounts)
     await mounts.mount(partition.dev, target, { fsType, options: carriedOptions(entry) });
     ctx.info(`mounted partition ${partition.number} on ${entry.file}`);
   }
+}
+
+const GPT_FREEBSD_UFS = "516e7cb6-6ecf-11d6-8ff8-00022d09712b";
+
+/** The kernel's node for sectors [start, start+size) of disk (BSD label partitions show up as vdaN). */
+export function kernelPartitionAt(diskDev: string, start: number, size: number, sysBlock = "/sys/class/block"): string | undefined {
+  const base = diskDev.replace(/^\/dev\//, "");
+  let names: string[];
+  try {
+    names = fs.readdirSync(`${sysBlock}/${base}`).filter((n) => n.startsWith(base));
+  } catch {
+    return undefined;
+  }
+  for (const n of names) {
+    try {
+      const s = Number(fs.readFileSync(`${sysBlock}/${base}/${n}/start`, "utf8").trim());
+      const z = Number(fs.readFileSync(`${sysBlock}/${base}/${n}/size`, "utf8").trim());
+      if (s === start && z === size) return `/dev/${n}`;
+    } catch {
+      // not a partition
+    }
+  }
+  return undefined;
+}
+
+/** The device holding a BSD image's root filesystem: GPT freebsd-ufs, or disklabel partition a of the slice. */
+function bsdRootDevice(ctx: TaskContext, family: BsdFamily): string {
+  const rp = ctx.rootPartition;
+  if (family === "freebsd") {
+    if (rp.type !== GPT_FREEBSD_UFS) throw new Error(`FreeBSD images must be GPT with a freebsd-ufs root partition (partition ${rp.number} has type ${rp.type.slice(0, 40)})`);
+    return rp.dev;
+  }
+  const label = readLabel(ctx.disk.dev, rp.startSector, family);
+  const a = label.partitions[0];
+  if (!a || a.fstype !== FS_BSDFFS || a.size === 0) throw new Error(`the disklabel of partition ${rp.number} has no FFS partition a`);
+  if (a.offset === rp.startSector && a.size === rp.sizeSectors) return rp.dev;
+  const dev = kernelPartitionAt(ctx.disk.dev, a.offset, a.size);
+  if (!dev) throw new Error(`the kernel shows no device for disklabel partition a (sectors ${a.offset}+${a.size})`);
+  return dev;
+}
+
+/** Mount options of the mount at `target` (from mountinfo), undefined if not mounted. */
+function mountOptionsOf(target: string): string[] | undefined {
+  for (const line of fs.readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
+    const f = line.split(" ");
+    if (f[4] === target) return f[5]!.split(",");
+  }
+  return undefined;
+}
+
+async function mountBsd(ctx: TaskContext, family: BsdFamily, mounts: Mounts): Promise<void> {
+  if (!fs.existsSync(UFS_WRITE_MARKER)) {
+    const kv = os.release();
+    const series = /^(\d+\.\d+)/.exec(kv)?.[1] ?? "X.Y";
+    throw new Error(`this helper has no UFS write support: install linux-source-${series} linux-headers-${kv} make gcc on the node and rebuild the helper (snf-image helper build)`);
+  }
+  const dev = bsdRootDevice(ctx, family);
+  const ufstype = ufsTypeOf(dev);
+  if (!ufstype) throw new Error(`no UFS filesystem on the ${family} root (${dev})`);
+  await mounts.mount(dev, ctx.root, { fsType: "ufs", options: [`ufstype=${ufstype}`] });
+  // Linux mounts an unclean UFS read-only without failing
+  if (mountOptionsOf(ctx.root)?.includes("ro")) {
+    await mounts.umount(ctx.root);
+    throw new Error(`the ${family} root filesystem (${dev}) was not cleanly unmounted; Linux will only mount it read-only (fsck it in ${family} and make the image again)`);
+  }
+  if (!isDirIn(ctx.root, "/etc")) throw new Error(`the ${family} root filesystem has no /etc`);
+  ctx.info(`mounted ${family} root ${dev} (UFS, ufstype=${ufstype}) read-write; other fstab entries are not mounted`);
 }
 
 export const task: Task = {

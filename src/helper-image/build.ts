@@ -19,6 +19,7 @@ import { HELPER_FILES, MANIFEST_FILE } from "./load.ts";
 import { BOOT_MODULES, DEMAND_MODULES, resolveModules } from "./modules.ts";
 import { swapDirs } from "./swap.ts";
 import { makeToolsImage, stageTools } from "./tools-disk.ts";
+import { kernelPackageVersion, prepareUfsModule } from "./ufs.ts";
 
 export interface BuildHelperOptions {
   outDir: string;
@@ -87,6 +88,9 @@ export async function buildHelperImage(o: BuildHelperOptions): Promise<HelperMan
 
   const kernel = await prepareKernel(o.kernelCacheDir ?? DEFAULT_KERNEL_CACHE, log);
   step(`kernel ${kernel.version} ready from ${kernel.source}`);
+  const ufs = await prepareUfsModule(kernel.version, await kernelPackageVersion(kernel.version), o.kernelCacheDir ?? DEFAULT_KERNEL_CACHE, log);
+  if ("missing" in ufs) log(`no UFS write support, *BSD images will fail: ${ufs.missing}`);
+  else step(`ufs.ko with write support (linux-source ${ufs.sourceVersion}) from ${ufs.source}`);
 
   fs.mkdirSync(path.dirname(outDir), { recursive: true });
   const tmp = fs.mkdtempSync(path.join(path.dirname(outDir), `.${path.basename(outDir)}.tmp-`));
@@ -114,6 +118,7 @@ export async function buildHelperImage(o: BuildHelperOptions): Promise<HelperMan
       modRoot: kernel.modRoot,
       kernelVersion: kernel.version,
       modules: demandModules,
+      ufsModule: "missing" in ufs ? undefined : ufs,
       log,
     });
     await makeToolsImage(stage, path.join(tmp, HELPER_FILES.tools));
@@ -127,6 +132,7 @@ export async function buildHelperImage(o: BuildHelperOptions): Promise<HelperMan
       kernel: kernel.version,
       built: new Date().toISOString(),
       files: { ...HELPER_FILES },
+      ...("missing" in ufs ? {} : { ufsWrite: ufs.sourceVersion }),
     };
     fs.writeFileSync(path.join(tmp, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
     for (const f of fs.readdirSync(tmp)) fs.chmodSync(path.join(tmp, f), 0o644);

@@ -12,7 +12,7 @@ export const BOOT_MODULES = ["virtio_mmio", "virtio_pci", "virtio_blk", "crc32c_
 export const DEMAND_MODULES = [
   "qemu_fw_cfg", "virtio_console", "virtio_rng",
   "vfat", "msdos", "nls_cp437", "nls_iso8859-1", "nls_utf8", "nls_ascii",
-  "xfs", "btrfs", "fuse", "loop", "isofs",
+  "xfs", "btrfs", "fuse", "loop", "isofs", "ufs",
 ];
 
 /** Parse --show-depends output into module paths relative to lib/modules/VERSION (pure). */

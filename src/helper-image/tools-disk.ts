@@ -10,8 +10,10 @@ import path from "node:path";
 import { SnfError } from "../errors.ts";
 import { exec, requireTool } from "./exec.ts";
 import { sharedLibs } from "./libs.ts";
+import { UFS_WRITE_MARKER } from "../protocol.ts";
 
 export const HELPER_PATH_IN_GUEST = "/usr/lib/snf-image-helper/snf-image-helper";
+
 
 /** Host tools copied onto the tools disk: [name, Debian package, required]. */
 export const TOOLS: ReadonlyArray<readonly [string, string, boolean]> = [
@@ -44,6 +46,8 @@ export interface ToolsStageInput {
   kernelVersion: string;
   /** module paths relative to lib/modules/VERSION */
   modules: string[];
+  /** ufs.ko with write support (ufs.ts), replacing Debian's read-only one */
+  ufsModule?: { path: string; sourceVersion: string };
   log: (l: string) => void;
 }
 
@@ -138,6 +142,13 @@ export async function stageTools(i: ToolsStageInput): Promise<{ missing: string[
   for (const rel of i.modules) {
     fs.mkdirSync(path.dirname(path.join(md, rel)), { recursive: true });
     fs.copyFileSync(path.join(kd, rel), path.join(md, rel));
+  }
+  if (i.ufsModule) {
+    const rel = "kernel/fs/ufs/ufs.ko";
+    fs.mkdirSync(path.dirname(path.join(md, rel)), { recursive: true });
+    fs.copyFileSync(i.ufsModule.path, path.join(md, rel));
+    // the helper reads this marker to know MountImage can write UFS
+    fs.writeFileSync(path.join(S, UFS_WRITE_MARKER), `${i.ufsModule.sourceVersion}\n`);
   }
   for (const f of ["modules.order", "modules.builtin", "modules.builtin.modinfo"]) {
     if (fs.existsSync(path.join(kd, f))) fs.copyFileSync(path.join(kd, f), path.join(md, f));
