@@ -155,11 +155,17 @@ function bsdRootDevice(ctx: TaskContext, family: BsdFamily): string {
   return dev;
 }
 
-/** Mount options of the mount at `target` (from mountinfo), undefined if not mounted. */
-function mountOptionsOf(target: string): string[] | undefined {
-  for (const line of fs.readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
+/**
+ * Is the mount at `target` read-only, per mount or per superblock (mountinfo
+ * fields 6 and the one after the "-" separator)? undefined if not mounted.
+ */
+export function mountIsReadOnly(target: string, mountinfo = "/proc/self/mountinfo"): boolean | undefined {
+  for (const line of fs.readFileSync(mountinfo, "utf8").split("\n")) {
     const f = line.split(" ");
-    if (f[4] === target) return f[5]!.split(",");
+    if (f[4] !== target) continue;
+    const sep = f.indexOf("-", 6);
+    const superOpts = sep > 0 ? (f[sep + 3] ?? "") : "";
+    return f[5]!.split(",").includes("ro") || superOpts.split(",").includes("ro");
   }
   return undefined;
 }
@@ -175,7 +181,7 @@ async function mountBsd(ctx: TaskContext, family: BsdFamily, mounts: Mounts): Pr
   if (!ufstype) throw new Error(`no UFS filesystem on the ${family} root (${dev})`);
   await mounts.mount(dev, ctx.root, { fsType: "ufs", options: [`ufstype=${ufstype}`] });
   // Linux mounts an unclean UFS read-only without failing
-  if (mountOptionsOf(ctx.root)?.includes("ro")) {
+  if (mountIsReadOnly(ctx.root) !== false) {
     await mounts.umount(ctx.root);
     throw new Error(`the ${family} root filesystem (${dev}) was not cleanly unmounted; Linux will only mount it read-only (fsck it in ${family} and make the image again)`);
   }

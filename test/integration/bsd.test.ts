@@ -9,7 +9,7 @@
  * boot.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { HELPER_DIR, runCreate } from "../lib/deploy.ts";
 import { type Bsd, type BsdImage, buildBsdImage, ffsReader, readDisklabel } from "../lib/bsd.ts";
@@ -30,13 +30,18 @@ beforeAll(() => {
   work = mkdtempSync(join("/var/tmp", "snf-bsd-test-"));
   mkdirSync(join(work, "images"));
   for (const f of ["freebsd", "openbsd", "netbsd"] as const) images[f] = buildBsdImage(f, join(work, "images", f));
+  // the same OpenBSD image with its FFS marked active (not cleanly unmounted): fs_clean (int8 at 209) = 0
+  const dirty = buildBsdImage("openbsd", join(work, "images", "openbsd-dirty"));
+  const fd = openSync(dirty.path, "r+");
+  writeSync(fd, Buffer.from([0]), 0, 1, dirty.fsStart * 512 + 8192 + 209);
+  closeSync(fd);
 });
 
 afterAll(() => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-async function deploy(family: Bsd, nicType?: string) {
+async function deploy(family: Bsd, nicType?: string, image: string = family) {
   const disk = join(work, `${family}-disk`);
   rmSync(disk, { force: true });
   Bun.spawnSync(["truncate", "-s", `${DISK_MIB}M`, disk]);
@@ -46,7 +51,7 @@ async function deploy(family: Bsd, nicType?: string) {
     imageDir: join(work, "images"),
     nics: [{ mac: "aa:00:00:11:22:33", ip: "192.0.2.10", network: { subnet: "192.0.2.0/24", gateway: "192.0.2.1" } }],
     extraEnv: nicType ? { NIC_0_FRONTEND_TYPE: nicType } : {},
-    osp: { img_id: family, img_format: "diskdump", img_passwd: PASSWORD, auth_keys: KEY, img_personality: personality },
+    osp: { img_id: image, img_format: "diskdump", img_passwd: PASSWORD, auth_keys: KEY, img_personality: personality },
   });
   console.log(r.output.split("\n").filter((l) => /HELPER|WARN|error|fail/i.test(l)).slice(-40).join("\n"));
   return { r, disk };
@@ -58,6 +63,16 @@ function sfdisk(disk: string) {
   }).partitiontable;
 }
 
+/** The grown MBR slice and its disklabel (read with the test-side reader). */
+function grownSlice(disk: string, type: string) {
+  const slice = sfdisk(disk).partitions[0]!;
+  expect(slice.type).toBe(type);
+  expect(slice.start + slice.size).toBe(TOTAL);
+  const label = readDisklabel(disk, slice.start);
+  expect(label.secperunit).toBe(TOTAL);
+  return label;
+}
+
 function masterPasswdRoot(text: string): string[] {
   const line = text.split("\n").find((l) => l.startsWith("root:"))!;
   return line.split(":");
@@ -65,6 +80,12 @@ function masterPasswdRoot(text: string): string[] {
 
 /** What every BSD deployment must show. */
 function commonChecks(family: Bsd, disk: string, hashPrefix: string) {
+  // Linux unmounted the filesystem cleanly: fs_clean (int8 at 209 of the UFS1 superblock) is FS_CLEAN
+  const fd = openSync(disk, "r");
+  const clean = Buffer.alloc(1);
+  readSync(fd, clean, 0, 1, images[family].fsStart * 512 + 8192 + 209);
+  closeSync(fd);
+  expect(clean[0]).toBe(1);
   const fs = ffsReader(disk, images[family].fsStart);
   const root = masterPasswdRoot(fs.read("/etc/master.passwd"));
   expect(root[1]!.startsWith(hashPrefix)).toBe(true);
@@ -116,11 +137,7 @@ describe("*BSD images through create", () => {
   test("OpenBSD (MBR a6 + disklabel): slice and label grown, myname, hostname.vio0 + mygate, bcrypt", async () => {
     const { r, disk } = await deploy("openbsd");
     expect(r.code).toBe(0);
-    const slice = sfdisk(disk).partitions[0]!;
-    expect(slice.type).toBe("a6");
-    expect(slice.start + slice.size).toBe(TOTAL);
-    const l = readDisklabel(disk, slice.start);
-    expect(l.secperunit).toBe(TOTAL);
+    const l = grownSlice(disk, "a6");
     expect(l.bend).toBe(TOTAL);
     expect(l.parts[0]).toEqual({ offset: 64, size: 122816, fstype: 7 }); // a: unchanged
     expect(l.parts[1]).toEqual({ offset: 122880, size: TOTAL - 122880, fstype: 1 }); // b (last): grown
@@ -135,11 +152,7 @@ describe("*BSD images through create", () => {
   test("NetBSD (MBR a9 + disklabel, e1000 NIC): label a grown, resize_root, ifconfig.wm0, sha1crypt", async () => {
     const { r, disk } = await deploy("netbsd", "e1000");
     expect(r.code).toBe(0);
-    const slice = sfdisk(disk).partitions[0]!;
-    expect(slice.type).toBe("a9");
-    expect(slice.start + slice.size).toBe(TOTAL);
-    const l = readDisklabel(disk, slice.start);
-    expect(l.secperunit).toBe(TOTAL);
+    const l = grownSlice(disk, "a9");
     expect(l.parts[0]).toEqual({ offset: 10240, size: TOTAL - 10240, fstype: 7 }); // a (last): grown
     expect(l.parts[1]).toEqual({ offset: 2048, size: 8192, fstype: 1 }); // b: unchanged
     expect(l.parts[2]).toEqual({ offset: 2048, size: TOTAL - 2048, fstype: 0 }); // c: the slice
@@ -151,5 +164,11 @@ describe("*BSD images through create", () => {
     expect(rc).toMatch(/^resize_root="YES"$/m);
     expect(rc).toMatch(/^defaultroute="192\.0\.2\.1"$/m);
     expect(fs.read("/etc/ifconfig.wm0")).toBe("up\ninet 192.0.2.10 netmask 255.255.255.0\n");
+  }, 900_000);
+
+  test("an FFS that was not cleanly unmounted (Linux would mount it read-only): one line, exit 1", async () => {
+    const { r } = await deploy("openbsd", undefined, "openbsd-dirty");
+    expect(r.code).toBe(1);
+    expect(r.lastLine).toMatch(/MountImage: the openbsd root filesystem \(\/dev\/vda\d\) was not cleanly unmounted; Linux will only mount it read-only/);
   }, 900_000);
 });
