@@ -89,6 +89,7 @@ function binaryControl(pkg: Map<string, string>, source: Map<string, string>, in
     ["Installed-Size", String(installedKiB)],
     ["Depends", depends || undefined],
     ["Recommends", recommends],
+    ["Suggests", pkg.get("Suggests")],
     ["Section", pkg.get("Section") ?? source.get("Section")],
     ["Priority", pkg.get("Priority") ?? source.get("Priority")],
     ["Homepage", source.get("Homepage")],

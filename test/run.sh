@@ -15,6 +15,8 @@ DEBIAN_PACKAGES=(
   openssh-client whois syslinux-common zstd gzip   # ssh-keygen, mkpasswd, MBR code, decompressors
   debootstrap binutils expect socat curl ca-certificates lintian  # test images, harnesses, package checks
   libhivex-bin                         # tests: build SYSTEM hives (hivexsh) and read them back (hivexget)
+  linux-source-6.1 linux-headers-amd64 make gcc   # the helper's ufs.ko with UFS write (*BSD images)
+  makefs sleuthkit                     # *BSD test images (FFS) and reading them back
 )
 
 log() { printf '[setup %(%T)T] %s\n' -1 "$*"; }

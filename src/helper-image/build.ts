@@ -19,7 +19,7 @@ import { HELPER_FILES, MANIFEST_FILE } from "./load.ts";
 import { BOOT_MODULES, DEMAND_MODULES, resolveModules } from "./modules.ts";
 import { swapDirs } from "./swap.ts";
 import { makeToolsImage, stageTools } from "./tools-disk.ts";
-import { kernelPackageVersion, prepareUfsModule } from "./ufs.ts";
+import { prepareUfsModule } from "./ufs.ts";
 
 export interface BuildHelperOptions {
   outDir: string;
@@ -88,7 +88,7 @@ export async function buildHelperImage(o: BuildHelperOptions): Promise<HelperMan
 
   const kernel = await prepareKernel(o.kernelCacheDir ?? DEFAULT_KERNEL_CACHE, log);
   step(`kernel ${kernel.version} ready from ${kernel.source}`);
-  const ufs = await prepareUfsModule(kernel.version, await kernelPackageVersion(kernel.version), o.kernelCacheDir ?? DEFAULT_KERNEL_CACHE, log);
+  const ufs = await prepareUfsModule(kernel.version, o.kernelCacheDir ?? DEFAULT_KERNEL_CACHE, log);
   if ("missing" in ufs) log(`no UFS write support, *BSD images will fail: ${ufs.missing}`);
   else step(`ufs.ko with write support (linux-source ${ufs.sourceVersion}) from ${ufs.source}`);
 

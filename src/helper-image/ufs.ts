@@ -54,7 +54,6 @@ async function debVersion(pkg: string): Promise<string | null> {
  */
 export async function prepareUfsModule(
   kernelVersion: string,
-  kernelPackageVersion: string | null,
   kernelCacheDir: string,
   log: (l: string) => void = () => {},
 ): Promise<UfsModule | { missing: string }> {
@@ -63,11 +62,11 @@ export async function prepareUfsModule(
   const srcPkg = `linux-source-${series}`;
   const hdrPkg = `linux-headers-${kernelVersion}`;
   const need = `install ${ufsBuildPackages(kernelVersion).join(" ")} and rebuild the helper`;
-  const [srcVer, hdrVer] = await Promise.all([debVersion(srcPkg), debVersion(hdrPkg)]);
+  const [srcVer, hdrVer, kernelPkgVer] = await Promise.all([debVersion(srcPkg), debVersion(hdrPkg), kernelPackageVersion(kernelVersion)]);
   if (!srcVer || !hdrVer) return { missing: `${!srcVer ? srcPkg : hdrPkg} is not installed: ${need}` };
   if (srcVer !== hdrVer) return { missing: `${srcPkg} ${srcVer} does not match ${hdrPkg} ${hdrVer}: ${need}` };
-  if (kernelPackageVersion && kernelPackageVersion !== hdrVer) {
-    return { missing: `${hdrPkg} ${hdrVer} does not match the kernel package ${kernelPackageVersion}: ${need}` };
+  if (kernelPkgVer && kernelPkgVer !== hdrVer) {
+    return { missing: `${hdrPkg} ${hdrVer} does not match the kernel package ${kernelPkgVer}: ${need}` };
   }
   const dir = path.join(kernelCacheDir, kernelVersion, `ufs-write-${srcVer.replace(/[^A-Za-z0-9.+~-]/g, "_")}`);
   const ko = path.join(dir, "ufs.ko");
@@ -88,7 +87,8 @@ export async function prepareUfsModule(
     if (!fs.existsSync(path.join(tmp, "super.c"))) throw new SnfError(`${tarball} has no fs/ufs/super.c`);
     // out-of-tree: CONFIG_UFS_FS on the make line selects the object, the
     // C define switches the write code on (autoconf.h does not have it)
-    await exec(["make", "-s", "-C", headers, `M=${tmp}`, "CONFIG_UFS_FS=m", "KCFLAGS=-DCONFIG_UFS_FS_WRITE=1", "modules"], {
+    // (the temp dir is mapped to fs/ufs/ in the strings, so the module is byte-for-byte reproducible)
+    await exec(["make", "-s", "-C", headers, `M=${tmp}`, "CONFIG_UFS_FS=m", `KCFLAGS=-DCONFIG_UFS_FS_WRITE=1 -ffile-prefix-map=${tmp}/=fs/ufs/`, "modules"], {
       env: { KBUILD_BUILD_TIMESTAMP: "", SOURCE_DATE_EPOCH: "0" },
     });
     const built = path.join(tmp, "ufs.ko");
@@ -98,6 +98,7 @@ export async function prepareUfsModule(
     if (body.includes("compiled with read-only support")) throw new SnfError("the built ufs.ko has no write support");
     if (!body.includes(`vermagic=${kernelVersion} `)) throw new SnfError(`the built ufs.ko is not for kernel ${kernelVersion}`);
     const out = fs.mkdtempSync(path.join(path.dirname(dir), ".ufs-out-"));
+    fs.chmodSync(out, 0o755);
     fs.copyFileSync(built, path.join(out, "ufs.ko"));
     try {
       fs.renameSync(out, dir);

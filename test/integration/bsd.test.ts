@@ -53,7 +53,7 @@ async function deploy(family: Bsd, nicType?: string, image: string = family) {
     extraEnv: nicType ? { NIC_0_FRONTEND_TYPE: nicType } : {},
     osp: { img_id: image, img_format: "diskdump", img_passwd: PASSWORD, auth_keys: KEY, img_personality: personality },
   });
-  console.log(r.output.split("\n").filter((l) => /HELPER|WARN|error|fail/i.test(l)).slice(-40).join("\n"));
+  console.log(r.output.split("\n").filter((l) => !l.startsWith("[MONITOR]")).join("\n"));
   return { r, disk };
 }
 
