@@ -41,7 +41,7 @@ afterAll(() => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-async function deploy(family: Bsd, nicType?: string, image: string = family) {
+async function deploy(family: Bsd, nicType?: string, image: string = family, props: Record<string, string> = {}) {
   const disk = join(work, `${family}-disk`);
   rmSync(disk, { force: true });
   Bun.spawnSync(["truncate", "-s", `${DISK_MIB}M`, disk]);
@@ -51,7 +51,7 @@ async function deploy(family: Bsd, nicType?: string, image: string = family) {
     imageDir: join(work, "images"),
     nics: [{ mac: "aa:00:00:11:22:33", ip: "192.0.2.10", network: { subnet: "192.0.2.0/24", gateway: "192.0.2.1" } }],
     extraEnv: nicType ? { NIC_0_FRONTEND_TYPE: nicType } : {},
-    osp: { img_id: image, img_format: "diskdump", img_passwd: PASSWORD, auth_keys: KEY, img_personality: personality },
+    osp: { img_id: image, img_format: "diskdump", img_passwd: PASSWORD, auth_keys: KEY, img_personality: personality, inst_properties: JSON.stringify(props) },
   });
   console.log(r.output.split("\n").filter((l) => !l.startsWith("[MONITOR]")).join("\n"));
   return { r, disk };
@@ -116,7 +116,8 @@ function commonChecks(family: Bsd, disk: string, hashPrefix: string) {
 
 describe("*BSD images through create", () => {
   test("FreeBSD (GPT, freebsd-ufs): partition grown, growfs at first boot, rc.conf, sha512 in master.passwd", async () => {
-    const { r, disk } = await deploy("freebsd");
+    const custom = 'echo "$SNF_IMAGE_OSFAMILY on $SNF_IMAGE_HOSTNAME" > "$SNF_IMAGE_TARGET/etc/custom-task-ran"';
+    const { r, disk } = await deploy("freebsd", undefined, "freebsd", { CUSTOM_TASK: b64(custom) });
     expect(r.code).toBe(0);
     expect(r.output).not.toContain(PASSWORD);
     const t = sfdisk(disk);
@@ -132,6 +133,7 @@ describe("*BSD images through create", () => {
     expect(rc).toMatch(/^ifconfig_vtnet0="inet 192\.0\.2\.10\/24"$/m);
     expect(rc).toMatch(/^defaultrouter="192\.0\.2\.1"$/m);
     expect(rc).toContain('sshd_enable="YES"');
+    expect(fs.read("/etc/custom-task-ran")).toBe("freebsd on freebsd1.example.org\n");
   }, 900_000);
 
   test("OpenBSD (MBR a6 + disklabel): slice and label grown, myname, hostname.vio0 + mygate, bcrypt", async () => {

@@ -14,7 +14,10 @@ import { hashPassword, parseHashMethod, verifyPassword } from "../../helper/lib/
 import { mountImage, mountIsReadOnly } from "../../helper/tasks/MountImage.ts";
 import { sourceSeries, ufsBuildPackages } from "../../src/helper-image/ufs.ts";
 import { readDisklabel, writeDisklabel, type LabelPart } from "../lib/bsd.ts";
-import { fakeCtx, fakeRoot, type FakeRoot } from "./helper-fixtures.ts";
+import { fakeCtx, fakeRoot, SHADOW, type FakeRoot } from "./helper-fixtures.ts";
+import { changePassword } from "../../helper/tasks/ChangePassword.ts";
+import { checkHelperImage } from "../../src/doctor/helper-check.ts";
+import { PROTOCOL_VERSION } from "../../src/protocol.ts";
 
 const TOTAL = 262144;
 let tmp: string[] = [];
@@ -209,4 +212,42 @@ test("read-only detection looks at the superblock options too (Linux makes an un
   expect(mountIsReadOnly("/mnt/third", f)).toBe(true);
   expect(mountIsReadOnly("/mnt/none", f)).toBeUndefined();
   fs.rmSync(d, { recursive: true, force: true });
+});
+
+test("ChangePassword on OpenBSD: bcrypt by default, a given hash verbatim; master.passwd only", async () => {
+  const MP = "root:*:0:0:daemon:0:0:Charlie &:/root:/bin/ksh\nuser:*:1000:1000::0:0:User:/home/user:/bin/ksh\n";
+  for (const given of [undefined, "$2b$10$abcdefghijklmnopqrstuuABCDEFGHIJKLMNOPQRSTUVWXYZ01234"]) {
+    const fr = fakeRoot({ "/etc/master.passwd": MP });
+    try {
+      const ctx = fakeCtx(fr, given ? { passwordHash: given } : { password: "pw" }, { family: "openbsd" });
+      await changePassword(ctx);
+      const root = fr.read("/etc/master.passwd").split("\n")[0]!.split(":");
+      if (given) expect(root[1]).toBe(given);
+      else expect(root[1]!.startsWith("$2b$10$") && verifyPassword("pw", root[1]!)).toBe(true);
+      expect(root.slice(2).join(":")).toBe("0:0:daemon:0:0:Charlie &:/root:/bin/ksh");
+      expect(fr.read("/etc/shadow")).toBe(SHADOW); // the Linux file is not touched
+      expect(fr.read("/etc/rc.local")).toContain("pwd_mkdb");
+    } finally {
+      fr.cleanup();
+    }
+  }
+});
+
+test("doctor: a helper image without UFS write support is a warning that names the packages", () => {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), "snf-doc-"));
+  try {
+    for (const f of ["vmlinux", "initrd.cpio", "tools.img"]) fs.writeFileSync(path.join(d, f), "x");
+    const m = { protocol: PROTOCOL_VERSION, version: "0.1.0", kernel: "6.1.0-57-amd64", built: "2026-11-29T00:00:00Z", files: { kernel: "vmlinux", initrd: "initrd.cpio", tools: "tools.img" } };
+    fs.writeFileSync(path.join(d, "manifest.json"), JSON.stringify(m));
+    const without = checkHelperImage(d).outcome;
+    expect(without.status).toBe("warn");
+    expect(without.finding).toContain("no UFS write support, so FreeBSD/OpenBSD/NetBSD images will fail");
+    expect(without.fix).toBe("install linux-source-6.1 linux-headers-6.1.0-57-amd64 make gcc and rebuild the helper (snf-image helper build)");
+    fs.writeFileSync(path.join(d, "manifest.json"), JSON.stringify({ ...m, ufsWrite: "6.1.192-3" }));
+    const withUfs = checkHelperImage(d).outcome;
+    expect(withUfs.status).toBe("ok");
+    expect(withUfs.finding).toContain("UFS write from linux-source 6.1.192-3");
+  } finally {
+    fs.rmSync(d, { recursive: true, force: true });
+  }
 });
