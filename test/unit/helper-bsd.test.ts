@@ -39,6 +39,16 @@ const NETBSD: LabelPart[] = [
   { offset: 10240, size: 120832, fstype: 7 }, { offset: 2048, size: 8192, fstype: 1 }, { offset: 2048, size: 129024, fstype: 0 }, { offset: 0, size: 131072, fstype: 0 },
 ];
 
+/** The raw label sector of a fresh OpenBSD test disk (slice at 64, label at 65). */
+function openbsdLabelSector(): Buffer {
+  const disk = diskWith(64, OPENBSD, true);
+  const raw = Buffer.alloc(512);
+  const fd = fs.openSync(disk, "r");
+  fs.readSync(fd, raw, 0, 512, 65 * 512);
+  fs.closeSync(fd);
+  return raw;
+}
+
 describe("BSD disklabel", () => {
   test("OpenBSD: the last partition (b), the disk partition c, d_secperunit and d_bend grow; a stays", () => {
     const disk = diskWith(64, OPENBSD, true);
@@ -66,20 +76,12 @@ describe("BSD disklabel", () => {
   });
 
   test("serialize(parse(x)) keeps every byte of an unchanged label", () => {
-    const disk = diskWith(64, OPENBSD, true);
-    const raw = Buffer.alloc(512);
-    const fd = fs.openSync(disk, "r");
-    fs.readSync(fd, raw, 0, 512, 65 * 512);
-    fs.closeSync(fd);
+    const raw = openbsdLabelSector();
     expect(serializeLabel(parseLabel(raw, "openbsd")).equals(raw)).toBe(true);
   });
 
   test("hostile labels fail with one line", () => {
-    const disk = diskWith(64, OPENBSD, true);
-    const good = Buffer.alloc(512);
-    const fd = fs.openSync(disk, "r");
-    fs.readSync(fd, good, 0, 512, 65 * 512);
-    fs.closeSync(fd);
+    const good = openbsdLabelSector();
     const bad = (f: (b: Buffer) => void, fixSum = true): string => {
       const b = Buffer.from(good);
       f(b);
