@@ -116,6 +116,7 @@ export const ConfigSchema = v.object({
   DEFAULT_NIC_CONFIG: v.optional(v.picklist(DEFAULT_NIC_CONFIGS, `must be one of: ${DEFAULT_NIC_CONFIGS.filter(Boolean).join(", ")} or empty`), "dhcp"),
   QEMU: v.optional(v.string(), "qemu-system-x86_64"),
   HTTP_MAX_REDIRECTS: v.optional(PositiveInt(0, 20), "5"),
+  HTTP_TIMEOUT: v.optional(Duration, "60"),
   /**
    * What a previous user of the disk left past the image's end (it becomes
    * the grown partition's free space): "cheap" zeroes it where that costs no
@@ -126,7 +127,7 @@ export const ConfigSchema = v.object({
    */
   ZERO_DISK_TAIL: v.optional(v.picklist(["no", "cheap", "always"], "must be no, cheap or always"), "cheap"),
   WINDOWS_TIMEZONE: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9 .+()-]{1,64}$/, "must be a Windows time zone name such as GMT Standard Time")), "GMT Standard Time"),
-  CONFIG_URL_MAX_BYTES: v.optional(PositiveInt(1024, 64 * 1024 * 1024), String(8 * 1024 * 1024)),
+  CONFIG_URL_MAX_BYTES: v.optional(PositiveInt(1024, 64 * 1024 * 1024), String(1024 * 1024)),
 });
 export type Config = v.InferOutput<typeof ConfigSchema> & {
   /** The file that was read, or null when defaults are used. */

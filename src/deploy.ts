@@ -17,8 +17,9 @@ import { loadHelperImage } from "./helper-image/load.ts";
 import { mbrPrefix, openImage } from "./image/format.ts";
 import { resolveImageSource } from "./image/source.ts";
 import { log } from "./log.ts";
+import { fetchDocument, fetchLimits, redactUrl } from "./net/fetch.ts";
 import type { Monitor } from "./monitor.ts";
-import { fetchSmallDocument, redactUrl, resolveParams } from "./params.ts";
+import { resolveParams } from "./params.ts";
 import { ANSWER_FILE_MAX_BYTES } from "./protocol.ts";
 import { requireQemu } from "./vm/qemu-bin.ts";
 
@@ -47,7 +48,7 @@ export async function deploy(env: GanetiEnv, config: Config, monitor: Monitor, s
   const diskPath = env.disks[0]!.path!;
   const target = await openTarget(diskPath);
   const answerFile = params.osAnswerFile === undefined ? undefined : await fetchAnswerFile(params.osAnswerFile, config, signal);
-  const source = await resolveImageSource(params.imgId, { imageDir: config.IMAGE_DIR, format: params.imgFormat, maxRedirects: config.HTTP_MAX_REDIRECTS });
+  const source = await resolveImageSource(params.imgId, { imageDir: config.IMAGE_DIR, format: params.imgFormat, http: fetchLimits(config), signal });
   log.info(`image ${source.display} (${params.imgFormat}${source.size !== null ? `, ${source.size} bytes` : ""}) → ${diskPath} (${target.kind}, ${target.size} bytes)`);
 
   // SSH host keys are made natively while the image is copied (see hostkeys.ts).
@@ -108,9 +109,8 @@ export async function deploy(env: GanetiEnv, config: Config, monitor: Monitor, s
  * ANSWER_FILE_MAX_BYTES. http(s) only: its bytes land in the guest verbatim,
  * so a file:// URL would copy a host file into the instance.
  */
-async function fetchAnswerFile(url: string, config: Config, signal?: AbortSignal): Promise<Buffer> {
-  if (!/^https?:\/\//i.test(url)) throw new SnfError(`os_answer_file ${redactUrl(url)}: only http and https URLs are fetched`);
-  const bytes = await fetchSmallDocument("os_answer_file", url, { maxBytes: ANSWER_FILE_MAX_BYTES, maxRedirects: config.HTTP_MAX_REDIRECTS, signal });
+async function fetchAnswerFile(url: string, config: Config, signal?: AbortSignal): Promise<Uint8Array> {
+  const bytes = await fetchDocument(url, { what: "os_answer_file", ...fetchLimits(config), maxBytes: ANSWER_FILE_MAX_BYTES, signal });
   if (bytes.length === 0) throw new SnfError(`os_answer_file ${redactUrl(url)} is empty`);
   log.info(`os_answer_file ${redactUrl(url)}: ${bytes.length} bytes`);
   return bytes;

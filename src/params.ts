@@ -6,6 +6,7 @@
 import * as v from "valibot";
 import { OS_PARAMETERS, type Config } from "./config.ts";
 import { SnfError } from "./errors.ts";
+import { fetchDocument, fetchLimits, redactUrl } from "./net/fetch.ts";
 import type { PersonalityFile } from "./protocol.ts";
 
 export type OsParamName = (typeof OS_PARAMETERS)[number];
@@ -20,7 +21,7 @@ export const PARAMETER_HELP: Record<OsParamName, string> = {
   img_personality: "JSON list of files to inject: [{path, contents(base64), owner, group, mode}]",
   inst_properties: "JSON object of properties that override img_properties for this instance",
   auth_keys: "OpenSSH authorized_keys lines to add for each user in USERS",
-  config_url: "http(s) or file URL of a JSON object whose keys override these parameters",
+  config_url: "http(s) URL of a JSON object (at most CONFIG_URL_MAX_BYTES) whose keys override these parameters",
   cloud_userdata: "base64 cloud-init user-data (used with the CLOUD_INIT property)",
   os_product_key: "Windows product key (XXXXX-XXXXX-XXXXX-XXXXX-XXXXX)",
   os_answer_file: "http(s) URL of a Windows answer file (unattend.xml; sysprep.inf for windows-legacy)",
@@ -213,7 +214,7 @@ export function checkParams(raw: RawParams, o: { forVerify?: boolean } = {}): { 
       if (l !== "" && !l.startsWith("#") && !SSH_KEY_LINE.test(l)) problems.push(`auth_keys: line ${i + 1} is not an OpenSSH public key`);
     });
 
-  if (configUrl) checkUrl("config_url", configUrl, ["http", "https", "file"], problems);
+  if (configUrl) checkUrl("config_url", configUrl, ["http", "https"], problems);
   if (defined("cloud_userdata") && !isBase64(val("cloud_userdata"))) problems.push("cloud_userdata: not base64");
   if (defined("os_product_key") && val("os_product_key") !== "" && !PRODUCT_KEY.test(val("os_product_key")))
     problems.push("os_product_key: must be five groups of 5 letters or digits joined by '-'");
@@ -238,76 +239,6 @@ export function checkParams(raw: RawParams, o: { forVerify?: boolean } = {}): { 
   };
 }
 
-/**
- * The bytes of a small document named by an OS parameter (config_url,
- * os_answer_file): http, https or file, bounded in size and redirects.
- * THE one place the host fetches such documents (to be switched to the
- * shared downloader).
- */
-export async function fetchSmallDocument(what: string, url: string, o: { maxBytes: number; maxRedirects: number; signal?: AbortSignal }): Promise<Buffer> {
-  const shown = redactUrl(url);
-  const u = new URL(url);
-  if (u.protocol === "file:") {
-    const f = Bun.file(decodeURIComponent(u.pathname));
-    if (!(await f.exists())) throw new SnfError(`${what} ${shown}: file not found`);
-    if (f.size > o.maxBytes) throw new SnfError(`${what} ${shown}: larger than ${o.maxBytes} bytes`);
-    return Buffer.from(await f.arrayBuffer());
-  }
-  if (u.protocol !== "http:" && u.protocol !== "https:") throw new SnfError(`${what} ${shown}: only http, https and file URLs can be fetched`);
-  let current = url;
-  let res: Response | undefined;
-  for (let hop = 0; ; hop++) {
-    try {
-      res = await fetch(current, { redirect: "manual", signal: o.signal ?? AbortSignal.timeout(60_000) });
-    } catch (e) {
-      throw new SnfError(`${what} ${redactUrl(current)}: ${(e as Error).message}`);
-    }
-    if (res.status >= 300 && res.status < 400 && res.headers.get("location")) {
-      if (hop >= o.maxRedirects) throw new SnfError(`${what} ${shown}: more than ${o.maxRedirects} redirects`);
-      current = new URL(res.headers.get("location")!, current).toString();
-      continue;
-    }
-    break;
-  }
-  if (!res.ok) throw new SnfError(`${what} ${redactUrl(current)}: HTTP ${res.status}`);
-  const len = Number(res.headers.get("content-length") ?? "0");
-  if (len > o.maxBytes) throw new SnfError(`${what} ${shown}: larger than ${o.maxBytes} bytes`);
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-    total += chunk.length;
-    if (total > o.maxBytes) throw new SnfError(`${what} ${shown}: larger than ${o.maxBytes} bytes`);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
-}
-
-/** Fetch a config_url document (http, https, file) and parse it as JSON. */
-export async function fetchConfigDocument(url: string, o: { maxBytes: number; maxRedirects: number; signal?: AbortSignal }): Promise<unknown> {
-  const text = (await fetchSmallDocument("config_url", url, o)).toString("utf8");
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new SnfError(`config_url ${redactUrl(url)}: not valid JSON`);
-  }
-}
-
-/** A URL safe to print: no user name or password. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.username || u.password) {
-      u.username = "";
-      u.password = "";
-    }
-    const hadQuery = u.search !== "";
-    u.search = "";
-    return hadQuery ? `${u.toString()}?…` : u.toString();
-  } catch {
-    return "(unparseable URL)";
-  }
-}
-
 /** Resolve and check the parameters for create: throws one SnfError listing every problem. */
 export async function resolveParams(config: Config, osp: Record<string, string>, signal?: AbortSignal): Promise<{ params: DeployParams; notes: string[] }> {
   let raw = mergeParams(config, osp);
@@ -315,8 +246,15 @@ export async function resolveParams(config: Config, osp: Record<string, string>,
   const first = checkParams(raw, { forVerify: true });
   if (first.problems.length) throw new SnfError(`bad OS parameters: ${first.problems.join("; ")}`);
   if (raw.config_url) {
-    const doc = await fetchConfigDocument(raw.config_url, { maxBytes: config.CONFIG_URL_MAX_BYTES, maxRedirects: config.HTTP_MAX_REDIRECTS, signal });
-    const applied = applyConfigDocument(raw, doc, redactUrl(raw.config_url));
+    const shown = redactUrl(raw.config_url);
+    const bytes = await fetchDocument(raw.config_url, { what: "config_url", ...fetchLimits(config), maxBytes: config.CONFIG_URL_MAX_BYTES, signal });
+    let doc: unknown;
+    try {
+      doc = JSON.parse(new TextDecoder().decode(bytes));
+    } catch {
+      throw new SnfError(`config_url ${shown}: not valid JSON`);
+    }
+    const applied = applyConfigDocument(raw, doc, shown);
     raw = applied.params;
     if (applied.ignored.length) notes.push(`config_url: ignored keys ${applied.ignored.join(", ")}`);
   }

@@ -7,6 +7,7 @@
  * (file exists inside IMAGE_DIR and is readable, URL answers 2xx).
  */
 import { SnfError } from "../errors.ts";
+import type { FetchLimits } from "../net/fetch.ts";
 import { nullSource } from "./sources/null.ts";
 import { httpSource } from "./sources/http.ts";
 import { localSource } from "./sources/local.ts";
@@ -24,7 +25,10 @@ export interface ResolveOptions {
   imageDir: string;
   /** img_format, used for the legacy NAME.FORMAT file names. */
   format: string;
-  maxRedirects?: number;
+  /** Redirect and stall limits for http(s) images (default: the config defaults). */
+  http?: FetchLimits;
+  /** The caller's abort (SIGTERM), for the checks made while resolving. */
+  signal?: AbortSignal;
 }
 
 export interface SourceKind {

@@ -252,7 +252,7 @@ describe("windows-legacy (XP/2003)", () => {
 
 describe("os_answer_file on the host", () => {
   test.each([
-    ["missing.xml", /ERROR: os_answer_file http:\/\/127\.0\.0\.1:\d+\/missing\.xml: HTTP 404$/],
+    ["missing.xml", /ERROR: os_answer_file http:\/\/127\.0\.0\.1:\d+\/missing\.xml: HTTP 404 Not Found$/],
     ["huge.xml", /ERROR: os_answer_file http:\/\/127\.0\.0\.1:\d+\/huge\.xml: larger than 1048576 bytes$/],
   ])("%s: one line, before the disk is touched", async (name, re) => {
     const disk = join(work, `disk-${name}`);

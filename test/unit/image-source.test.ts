@@ -188,7 +188,7 @@ describe("http source", () => {
   });
   test("too long a redirect chain, and a redirect loop", async () => {
     await fails(`${base}/hop6`, /more than 5 redirects/);
-    await fails(`${base}/hop3`, /more than 2 redirects/, { maxRedirects: 2 });
+    await fails(`${base}/hop3`, /more than 2 redirects/, { http: { maxRedirects: 2, stallMs: 60_000 } });
     await fails(`${base}/loop`, /more than 5 redirects/);
   });
   test("404 fails at resolve time", async () => {
