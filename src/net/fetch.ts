@@ -121,7 +121,8 @@ class Guard {
   readonly signal: AbortSignal;
   constructor(
     private readonly o: FetchOptions,
-    private readonly shown: string,
+    /** "<what> <redacted URL>", the start of every message. */
+    private readonly label: string,
   ) {
     this.signal = o.signal ? AbortSignal.any([o.signal, this.ctl.signal]) : this.ctl.signal;
   }
@@ -153,7 +154,7 @@ class Guard {
     }
   }
   interrupted(): SnfError {
-    return new SnfError(`download of ${this.shown} interrupted`);
+    return new SnfError(`${this.label}: download interrupted`);
   }
 }
 
@@ -175,14 +176,15 @@ export async function openUrl(url: string | HttpTarget, o: FetchOptions & { meth
   let t = start;
   for (let hop = 0; ; hop++) {
     const shown = redactUrl(t.url);
-    const guard = new Guard(o, shown);
+    const label = `${o.what} ${shown}`;
+    const guard = new Guard(o, label);
     const headers: Record<string, string> = { "user-agent": "snf-image", "accept-encoding": "identity" };
     if (t.auth) headers.authorization = t.auth;
     let res: Response;
     try {
       res = await guard.wait(
         fetch(t.url, { method, headers, redirect: "manual", signal: guard.signal, decompress: false } as RequestInit),
-        () => `${o.what} ${shown}: no response for ${limit} (HTTP_TIMEOUT)`,
+        () => `${label}: no response for ${limit} (HTTP_TIMEOUT)`,
       );
     } catch (e) {
       if (e instanceof SnfError) throw e;
@@ -196,24 +198,26 @@ export async function openUrl(url: string | HttpTarget, o: FetchOptions & { meth
       try {
         next = new URL(res.headers.get("location")!, t.url);
       } catch {
-        throw new SnfError(`${o.what} ${shown}: invalid redirect location`);
+        throw new SnfError(`${label}: invalid redirect location`);
       }
-      if (!isHttp(next)) throw new SnfError(`${o.what} ${shown} redirects to ${next.protocol} (only http and https are followed)`);
+      if (!isHttp(next)) throw new SnfError(`${label} redirects to ${next.protocol.slice(0, 16)} (only http and https are followed)`);
       const n = httpTarget(next.href, o.what);
       t = { url: n.url, auth: n.auth ?? (next.origin === t.url.origin ? t.auth : null) };
       continue;
     }
     if (res.status < 200 || res.status >= 300) {
       void drop();
-      throw new HttpStatusError(`${o.what} ${shown}: HTTP ${res.status} ${res.statusText}`.trim(), res.status);
+      // The reason phrase comes from the server: printable ASCII, bounded.
+      const phrase = res.statusText.replace(/[^\x20-\x7e]/g, "?").slice(0, 60);
+      throw new HttpStatusError(`${label}: HTTP ${res.status} ${phrase}`.trim(), res.status);
     }
     const length = lengthOf(res.headers);
-    return { final: t, status: res.status, headers: res.headers, length, body: guardedBody(res, guard, shown, method === "HEAD" ? 0 : length, limit) };
+    return { final: t, status: res.status, headers: res.headers, length, body: guardedBody(res, guard, label, method === "HEAD" ? 0 : length, limit) };
   }
 }
 
 /** The response body, each read under the guard; short or cut bodies are errors. */
-function guardedBody(res: Response, guard: Guard, shown: string, expected: number | null, limit: string): ReadableStream<Uint8Array> {
+function guardedBody(res: Response, guard: Guard, label: string, expected: number | null, limit: string): ReadableStream<Uint8Array> {
   if (!res.body) return new ReadableStream<Uint8Array>({ start: (c) => c.close() });
   const reader = res.body.getReader();
   let got = 0;
@@ -226,14 +230,14 @@ function guardedBody(res: Response, guard: Guard, shown: string, expected: numbe
       async pull(c) {
         let r: Awaited<ReturnType<typeof reader.read>>;
         try {
-          r = await guard.wait(reader.read(), () => `download of ${shown} stalled: no data for ${limit} after ${got} bytes (HTTP_TIMEOUT)`);
+          r = await guard.wait(reader.read(), () => `${label}: download stalled, no data for ${limit} after ${got} bytes (HTTP_TIMEOUT)`);
         } catch (e) {
           stop();
-          c.error(e instanceof SnfError ? e : new SnfError(`download of ${shown} failed after ${got} bytes (${reason(e)})`));
+          c.error(e instanceof SnfError ? e : new SnfError(`${label}: download failed after ${got} bytes (${reason(e)})`));
           return;
         }
         if (r.done) {
-          if (expected !== null && got !== expected) c.error(new SnfError(`download of ${shown} truncated: ${got} of ${expected} bytes`));
+          if (expected !== null && got !== expected) c.error(new SnfError(`${label}: download truncated, ${got} of ${expected} bytes`));
           else c.close();
           return;
         }

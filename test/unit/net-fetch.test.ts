@@ -166,9 +166,9 @@ describe("stall limit and the caller's signal", () => {
     const res = await openUrl(`${url}/img`, opts());
     expect(res.length).toBe(100000);
     const e = await failure(new Response(res.body).arrayBuffer());
-    expect(e.message).toBe(`download of ${url}/img stalled: no data for 0.3 s after 1000 bytes (HTTP_TIMEOUT)`);
+    expect(e.message).toBe(`test URL ${url}/img: download stalled, no data for 0.3 s after 1000 bytes (HTTP_TIMEOUT)`);
     // the same for a document
-    expect((await failure(text(`${url}/doc`))).message).toMatch(/stalled: no data for 0\.3 s after 1000 bytes/);
+    expect((await failure(text(`${url}/doc`))).message).toMatch(/download stalled, no data for 0\.3 s after 1000 bytes/);
   });
   test("a slow consumer is not a stalled server", async () => {
     const res = await openUrl(`${aBase}/big`, opts());
@@ -202,13 +202,13 @@ describe("stall limit and the caller's signal", () => {
     const ac = new AbortController();
     setTimeout(() => ac.abort(new Error("interrupted by SIGTERM")), 100);
     const e = await failure(openUrl(`${url}/x`, opts({ stallMs: 60_000, signal: ac.signal })));
-    expect(e.message).toBe(`download of ${url}/x interrupted`);
+    expect(e.message).toBe(`test URL ${url}/x: download interrupted`);
 
     const url2 = rawServer((s) => s.write("HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nab"));
     const ac2 = new AbortController();
     const res = await openUrl(`${url2}/y`, opts({ stallMs: 60_000, signal: ac2.signal }));
     setTimeout(() => ac2.abort(new Error("interrupted by SIGTERM")), 100);
-    expect((await failure(new Response(res.body).text())).message).toBe(`download of ${url2}/y interrupted`);
+    expect((await failure(new Response(res.body).text())).message).toBe(`test URL ${url2}/y: download interrupted`);
   });
 });
 
@@ -220,7 +220,7 @@ describe("bodies and documents", () => {
       setTimeout(() => s.end(), 20);
     });
     const e = await failure(text(`${url}/cut`));
-    expect(e.message).toMatch(new RegExp(`^download of ${url}/cut (truncated: 2000 of 5000 bytes|failed after 2000 bytes)`));
+    expect(e.message).toMatch(new RegExp(`^test URL ${url}/cut: download (truncated, 2000 of 5000 bytes|failed after 2000 bytes)`));
   });
   test("document size cap: from Content-Length, and while reading a chunked body", async () => {
     const cap = { ...opts(), maxBytes: 1024 * KiB };
