@@ -9,7 +9,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Server, TCPSocketListener } from "bun";
 import { SnfError } from "../../src/errors.ts";
-import { HttpStatusError, fetchDocument, openUrl, redactUrl, type FetchOptions } from "../../src/net/fetch.ts";
+import { parseConfig } from "../../src/config.ts";
+import { HttpStatusError, fetchDocument, fetchLimits, openUrl, redactUrl, type FetchOptions } from "../../src/net/fetch.ts";
 
 const STALL_MS = 300;
 const opts = (o: Partial<FetchOptions> = {}): FetchOptions => ({ what: "test URL", maxRedirects: 5, stallMs: STALL_MS, ...o });
@@ -111,6 +112,14 @@ describe("redactUrl: the one way a URL is printed", () => {
     expect(redactUrl("https://user:s3cret@example.org:8443/img/x.diskdump?token=abc#frag")).toBe("https://example.org:8443/img/x.diskdump?…");
     expect(redactUrl(new URL("http://h/p"))).toBe("http://h/p");
     expect(redactUrl("not a url at all s3cret")).toBe("<invalid URL>");
+  });
+});
+
+describe("limits from the config", () => {
+  test("HTTP_TIMEOUT (default 60 s, duration syntax) and HTTP_MAX_REDIRECTS", () => {
+    expect(fetchLimits(parseConfig("", null))).toEqual({ maxRedirects: 5, stallMs: 60_000 });
+    expect(fetchLimits(parseConfig('HTTP_TIMEOUT="2m"\nHTTP_MAX_REDIRECTS=0', null))).toEqual({ maxRedirects: 0, stallMs: 120_000 });
+    expect(() => parseConfig("HTTP_TIMEOUT=0", null)).toThrow(/HTTP_TIMEOUT must be at least 1 second/);
   });
 });
 
