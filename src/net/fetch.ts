@@ -102,13 +102,17 @@ export function httpTarget(raw: string, what: string): HttpTarget {
   return { url, auth };
 }
 
-function reason(e: unknown): string {
+/** Why a request or read failed, in one line, the URL (should it appear) redacted. */
+function reason(e: unknown, url: URL): string {
   const code = (e as { code?: string })?.code;
   // Bun's fetch errors carry the code in the message already and end with a hint meant for developers.
   const msg = errorMessage(e)
     .replace(/\s*For more information, pass `verbose: true`.*$/s, "")
     .replace(/\.$/, "")
-    .replace(/\s+/g, " ");
+    .split(url.href)
+    .join(redactUrl(url))
+    .replace(/\s+/g, " ")
+    .slice(0, 200);
   return code && !msg.startsWith(code) ? `${code}: ${msg}` : msg;
 }
 
@@ -188,7 +192,7 @@ export async function openUrl(url: string | HttpTarget, o: FetchOptions & { meth
       );
     } catch (e) {
       if (e instanceof SnfError) throw e;
-      throw new SnfError(`cannot reach ${o.what} ${shown} (${reason(e)})`);
+      throw new SnfError(`cannot reach ${label} (${reason(e, t.url)})`);
     }
     const drop = () => res.body?.cancel().catch(() => {});
     if (res.status >= 300 && res.status < 400 && res.headers.has("location")) {
@@ -212,12 +216,12 @@ export async function openUrl(url: string | HttpTarget, o: FetchOptions & { meth
       throw new HttpStatusError(`${label}: HTTP ${res.status} ${phrase}`.trim(), res.status);
     }
     const length = lengthOf(res.headers);
-    return { final: t, status: res.status, headers: res.headers, length, body: guardedBody(res, guard, label, method === "HEAD" ? 0 : length, limit) };
+    return { final: t, status: res.status, headers: res.headers, length, body: guardedBody(res, guard, label, t.url, method === "HEAD" ? 0 : length, limit) };
   }
 }
 
 /** The response body, each read under the guard; short or cut bodies are errors. */
-function guardedBody(res: Response, guard: Guard, label: string, expected: number | null, limit: string): ReadableStream<Uint8Array> {
+function guardedBody(res: Response, guard: Guard, label: string, url: URL, expected: number | null, limit: string): ReadableStream<Uint8Array> {
   if (!res.body) return new ReadableStream<Uint8Array>({ start: (c) => c.close() });
   const reader = res.body.getReader();
   let got = 0;
@@ -233,7 +237,7 @@ function guardedBody(res: Response, guard: Guard, label: string, expected: numbe
           r = await guard.wait(reader.read(), () => `${label}: download stalled, no data for ${limit} after ${got} bytes (HTTP_TIMEOUT)`);
         } catch (e) {
           stop();
-          c.error(e instanceof SnfError ? e : new SnfError(`${label}: download failed after ${got} bytes (${reason(e)})`));
+          c.error(e instanceof SnfError ? e : new SnfError(`${label}: download failed after ${got} bytes (${reason(e, url)})`));
           return;
         }
         if (r.done) {
