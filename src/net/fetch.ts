@@ -20,6 +20,7 @@
  */
 import type { Config } from "../config.ts";
 import { SnfError, errorMessage } from "../errors.ts";
+import { oneLine, truncateBytes } from "../protocol.ts";
 
 export interface FetchLimits {
   /** Redirects followed at most (HTTP_MAX_REDIRECTS). */
@@ -110,10 +111,8 @@ function reason(e: unknown, url: URL): string {
     .replace(/\s*For more information, pass `verbose: true`.*$/s, "")
     .replace(/\.$/, "")
     .split(url.href)
-    .join(redactUrl(url))
-    .replace(/\s+/g, " ")
-    .slice(0, 200);
-  return code && !msg.startsWith(code) ? `${code}: ${msg}` : msg;
+    .join(redactUrl(url));
+  return truncateBytes(oneLine(code && !msg.startsWith(code) ? `${code}: ${msg}` : msg), 200);
 }
 
 /**
@@ -211,8 +210,8 @@ export async function openUrl(url: string | HttpTarget, o: FetchOptions & { meth
     }
     if (res.status < 200 || res.status >= 300) {
       void drop();
-      // The reason phrase comes from the server: printable ASCII, bounded.
-      const phrase = res.statusText.replace(/[^\x20-\x7e]/g, "?").slice(0, 60);
+      // The reason phrase comes from the server: one line, bounded.
+      const phrase = truncateBytes(oneLine(res.statusText), 60);
       throw new HttpStatusError(`${label}: HTTP ${res.status} ${phrase}`.trim(), res.status);
     }
     const length = lengthOf(res.headers);

@@ -142,7 +142,7 @@ function expectOneLineFailure(r: ScriptRun, cause: RegExp): void {
   expect(r.lastLine).toMatch(cause);
   expect(r.output).not.toMatch(CONTROL);
   expect(r.output).not.toContain(PASSWORD);
-  expect(leftovers(work, runTmp, PASSWORD)).toEqual({ qemu: [], loops: [], temp: [], secretIn: [] });
+  expect(leftovers(work, runTmp, PASSWORD)).toEqual({ qemu: [], loops: [], children: [], temp: [], secretIn: [] });
 }
 
 beforeAll(() => {
@@ -226,7 +226,7 @@ describe("hostile filesystems through the helper VM", () => {
       osp: { img_id: "traps", img_format: "diskdump", img_passwd: PASSWORD, auth_keys: KEY },
     });
     expect(r.output).not.toMatch(CONTROL);
-    expect(leftovers(work, runTmp, PASSWORD)).toEqual({ qemu: [], loops: [], temp: [], secretIn: [] });
+    expect(leftovers(work, runTmp, PASSWORD)).toEqual({ qemu: [], loops: [], children: [], temp: [], secretIn: [] });
     if (r.code !== 0) {
       // refusing is a correct answer too, as long as it is one line
       expectOneLineFailure(r, /image customization failed: /);
@@ -268,7 +268,7 @@ describe("hostile NTFS (ntfsdump) through the helper VM", () => {
     const disk = usedDisk("disk-wintrap", 64);
     const r = await create({ disks: [disk], instance: "win1", osp: { img_id: "wintrap", img_format: "ntfsdump", img_passwd: PASSWORD } });
     expect(r.output).not.toMatch(CONTROL);
-    expect(leftovers(work, runTmp, PASSWORD)).toEqual({ qemu: [], loops: [], temp: [], secretIn: [] });
+    expect(leftovers(work, runTmp, PASSWORD)).toEqual({ qemu: [], loops: [], children: [], temp: [], secretIn: [] });
     if (r.code !== 0) {
       expectOneLineFailure(r, /image customization failed: /);
       return;
@@ -325,7 +325,7 @@ describe("text from the image never forges a line; dirty journals deploy", () =>
     expect(lines.filter((l) => /^(HELPER: )?(SUCCESS|\u2714)/.test(l))).toEqual([r.lastLine]);
     expect(r.output).toMatch(/fstab line 2 \(\/run\/x \| \u2714 vm1\.example\.org deployed in 0\.1 s \| HELPER: SUCCESS\) not mounted/);
     expect(r.output).not.toMatch(CONTROL);
-    expect(leftovers(work, runTmp, PASSWORD)).toEqual({ qemu: [], loops: [], temp: [], secretIn: [] });
+    expect(leftovers(work, runTmp, PASSWORD)).toEqual({ qemu: [], loops: [], children: [], temp: [], secretIn: [] });
     const m = mountDisk(disk, 1); // ro,noload: the file is there only if the helper replayed the journal
     try {
       expect(sh(["dumpe2fs", "-h", `${m.loop}p1`])).not.toMatch(/needs_recovery/);

@@ -14,8 +14,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Server, Socket, TCPSocketListener } from "bun";
-import { runCreate, type ScriptRun } from "../lib/deploy.ts";
-import { leftovers } from "../lib/leftovers.ts";
+import { leftovers, runCreate, type ScriptRun } from "../lib/deploy.ts";
 
 const PASSWORD = "N3t-F4ult-s3cret";
 const MiB = 1024 * 1024;
@@ -64,7 +63,7 @@ async function failingCreate(osp: Record<string, string>, config: Record<string,
   expect(r.output.split("\n").filter((l) => l.includes("ERROR"))).toEqual([r.lastLine]);
   expect(r.output).not.toContain(PASSWORD);
   expect(r.output).not.toContain("HELPER:");
-  expect(leftovers({ work, tmp, secret: PASSWORD })).toEqual([]);
+  expect(leftovers(work, tmp, PASSWORD)).toEqual({ qemu: [], loops: [], children: [], temp: [], secretIn: [] });
   return r;
 }
 const cause = (r: ScriptRun) => r.lastLine.slice(ERR.length);
@@ -138,8 +137,11 @@ beforeAll(() => {
   secretBase = `http://admin:${PASSWORD}@127.0.0.1:${server.port}`;
 
   // Raw TCP: servers that answer HEAD properly and then misbehave on GET.
-  const zstdWhole = readFileSync(join(work, "payload.zst"));
-  zstdHead = zstdWhole.subarray(0, zstdWhole.length >> 1);
+  // zstd reads its input 128 KiB at a time: a stream of noise, so that the
+  // first MiB sent decompresses to data the writer gets before the stall.
+  sh(["sh", "-c", `head -c ${2 * MiB} /dev/urandom | zstd -c > ${work}/noise.zst`]);
+  const zstdWhole = readFileSync(join(work, "noise.zst"));
+  zstdHead = zstdWhole.subarray(0, MiB);
   const answer = (s: Socket<{ answered: boolean }>, method: string, path: string) => {
     const head = (len: number) => `HTTP/1.1 200 OK\r\ncontent-length: ${len}\r\nconnection: close\r\n\r\n`;
     switch (path) {
@@ -205,6 +207,7 @@ describe("stalls: HTTP_TIMEOUT covers connect, head and body", () => {
   test("the same through the zstd decompressor", async () => {
     const r = await failingCreate({ img_id: `${rawBase}/stall-body-zstd` });
     expect(r.output).toContain("image is zstd-compressed");
+    expect(r.output).toContain("Starting image copy");
     expect(cause(r)).toBe(`image URL ${rawBase}/stall-body-zstd: download stalled, no data for 2 s after ${zstdHead.length} bytes (HTTP_TIMEOUT)`);
   }, 60_000);
   test("config_url server never answers", async () => {

@@ -125,13 +125,15 @@ export function placeImage(src: string, dest: string): void {
 
 /**
  * What a finished create left behind: qemu processes and loop devices that
- * mention `work` (other developers' runs use other paths), entries in the
+ * mention `work` (other developers' runs use other paths), processes still
+ * running as children of the test (a decompressor, qemu), entries in the
  * run's TMPDIR, and files under it that hold `secret`.
  */
-export function leftovers(work: string, runTmp: string, secret?: string): { qemu: string[]; loops: string[]; temp: string[]; secretIn: string[] } {
+export function leftovers(work: string, runTmp: string, secret?: string): { qemu: string[]; loops: string[]; children: string[]; temp: string[]; secretIn: string[] } {
   const qemu = Bun.spawnSync(["pgrep", "-f", `qemu-system.*${work}`], { stdout: "pipe" }).stdout.toString().trim().split("\n").filter(Boolean);
   const loops = Bun.spawnSync(["losetup", "-a"], { stdout: "pipe" }).stdout.toString().split("\n").filter((l) => l.includes(work));
+  const children = Bun.spawnSync(["pgrep", "-P", String(process.pid)], { stdout: "pipe" }).stdout.toString().trim().split("\n").filter(Boolean);
   const temp = readdirSync(runTmp);
   const secretIn = secret ? Bun.spawnSync(["grep", "-rlF", "--", secret, runTmp], { stdout: "pipe" }).stdout.toString().trim().split("\n").filter(Boolean) : [];
-  return { qemu, loops, temp, secretIn };
+  return { qemu, loops, children, temp, secretIn };
 }
