@@ -34,6 +34,7 @@ export interface DeployReport {
 
 const HOST_PROPERTIES: Record<string, Record<string, string>> = {
   diskdump: {},
+  qcow2: {},
   extdump: { OSFAMILY: "linux", ROOT_PARTITION: "1" },
   ntfsdump: { OSFAMILY: "windows", ROOT_PARTITION: "1" },
 };
@@ -68,9 +69,17 @@ export async function deploy(env: GanetiEnv, config: Config, monitor: Monitor, s
   if (source.kind === "null") {
     log.info("img_id is null: customizing what is already on the disk");
   } else {
-    const opened = await openImage(source, signal);
+    const opened = await openImage(source, signal, params.imgFormat);
     if (opened.compression) log.info(`image is ${opened.compression}-compressed: decompressing on the fly`);
-    const prefix = params.imgFormat === "diskdump" ? undefined : await mbrPrefix(params.imgFormat, opened.size, target.size);
+    if (opened.qcow2) {
+      const q = opened.qcow2;
+      const note = `qcow2 v${q.version}, ${q.clusterSize}-byte clusters, virtual size ${q.virtualSize} bytes${q.dirty ? ", dirty bit set (refcounts unused when reading)" : ""}`;
+      if (params.imgFormat === "qcow2") log.info(`image is ${note}: converting to raw on the fly`);
+      else log.warn(`image is ${note} although img_format=${params.imgFormat}: converting to raw on the fly (set img_format=qcow2)`);
+    }
+    // qcow2 holds a whole disk (diskdump); extdump/ntfsdump get their prefix whatever the container.
+    const layout = params.imgFormat === "qcow2" ? "diskdump" : params.imgFormat;
+    const prefix = layout === "diskdump" ? undefined : await mbrPrefix(layout, opened.size, target.size);
     const need = opened.size === null ? null : opened.size + (prefix?.length ?? 0);
     if (need !== null && need > target.size) {
       await opened.stream.cancel().catch(() => {});

@@ -7,14 +7,14 @@ import * as v from "valibot";
 import { OS_PARAMETERS, type Config } from "./config.ts";
 import { SnfError } from "./errors.ts";
 import { fetchDocument, fetchLimits, redactUrl } from "./net/fetch.ts";
-import type { PersonalityFile } from "./protocol.ts";
+import { IMAGE_FORMATS, type ImageFormat, type PersonalityFile } from "./protocol.ts";
 
 export type OsParamName = (typeof OS_PARAMETERS)[number];
 export type RawParams = Partial<Record<OsParamName, string>>;
 
 export const PARAMETER_HELP: Record<OsParamName, string> = {
   img_id: "The image: NAME or local://NAME in IMAGE_DIR, an http(s):// URL, or null (required)",
-  img_format: "The image format: diskdump, extdump or ntfsdump (required)",
+  img_format: "The image format: diskdump, extdump, ntfsdump or qcow2 (required)",
   img_passwd: "The password to set for the image's users (USERS property, default root)",
   img_passwd_hash: "An already hashed password (crypt format) to set instead of img_passwd",
   img_properties: 'JSON object of image properties, e.g. {"OSFAMILY":"linux","ROOT_PARTITION":"1"}',
@@ -26,9 +26,6 @@ export const PARAMETER_HELP: Record<OsParamName, string> = {
   os_product_key: "Windows product key (XXXXX-XXXXX-XXXXX-XXXXX-XXXXX)",
   os_answer_file: "http(s) URL of a Windows answer file (unattend.xml; sysprep.inf for windows-legacy)",
 };
-
-export const IMAGE_FORMATS = ["diskdump", "extdump", "ntfsdump"] as const;
-export type ImageFormat = (typeof IMAGE_FORMATS)[number];
 
 /** Parameters after resolution and validation. */
 export interface DeployParams {

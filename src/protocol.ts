@@ -20,7 +20,15 @@
  */
 import * as v from "valibot";
 
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
+
+/**
+ * img_format values: the one list (params, the format code, doctor and the
+ * helper's params schema all use it). diskdump, extdump and ntfsdump are raw
+ * layouts; qcow2 is a diskdump in a qcow2 container, converted on the host.
+ */
+export const IMAGE_FORMATS = ["diskdump", "extdump", "ntfsdump", "qcow2"] as const;
+export type ImageFormat = (typeof IMAGE_FORMATS)[number];
 
 /** fw_cfg item that carries the parameters (opt/ prefix is required by qemu). */
 export const FWCFG_PARAMS = "opt/snf-image/params";
@@ -85,7 +93,7 @@ export const HelperParamsSchema = v.object({
   /** create: full task run; rename: AssignHostname only. */
   mode: v.picklist(["create", "rename"]),
   hostname: v.pipe(v.string(), v.minLength(1), v.maxLength(255)),
-  imgFormat: v.picklist(["diskdump", "extdump", "ntfsdump"]),
+  imgFormat: v.picklist(IMAGE_FORMATS),
   password: v.optional(v.string()),
   passwordHash: v.optional(v.string()),
   /** Upper-cased keys; host-set < img_properties < inst_properties already applied. */

@@ -12,7 +12,7 @@ export interface FileBacking {
   size: number;
 }
 
-const marks = new WeakMap<ReadableStream<Uint8Array>, FileBacking>();
+const marks = new WeakMap<ReadableStream<unknown>, FileBacking>();
 
 export function markFileBacked(stream: ReadableStream<Uint8Array>, file: FileBacking): ReadableStream<Uint8Array> {
   marks.set(stream, file);
@@ -25,7 +25,19 @@ export function unmarkFileBacked(stream: ReadableStream<Uint8Array>): void {
 }
 
 /** The file behind `stream` when it is marked and still unread, else null. */
-export function fileBacking(stream: ReadableStream<Uint8Array>): FileBacking | null {
+export function fileBacking(stream: ReadableStream<unknown>): FileBacking | null {
   const f = marks.get(stream);
   return f && !stream.locked ? f : null;
 }
+
+/**
+ * A run of zero bytes in an image stream, given by its length instead of as
+ * bytes (unallocated or zero clusters of a qcow2 image): the writer zeroes
+ * it on the disk (BLKZEROOUT / fallocate) without building a buffer of it.
+ */
+export class ZeroRun {
+  constructor(readonly bytes: number) {}
+}
+
+/** What the disk writer reads: bytes, or runs of zeros given by length. */
+export type ImageChunk = Uint8Array | ZeroRun;

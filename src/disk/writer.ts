@@ -11,7 +11,9 @@
  * are not written at all but zeroed by the storage: BLKZEROOUT on block
  * devices, fallocate(PUNCH_HOLE|KEEP_SIZE, then ZERO_RANGE) on files, plain
  * writes of a zero buffer when neither works. The result is byte-identical to
- * `dd if=IMG of=DISK conv=notrunc` whatever the disk held before. A tail that
+ * `dd if=IMG of=DISK conv=notrunc` whatever the disk held before. A stream may
+ * also carry ZeroRun items (./input.ts): zeros given by length, zeroed the
+ * same way without ever being bytes in memory. A tail that
  * is not 4 KiB aligned is written through a second, buffered descriptor. The
  * disk is fdatasync'ed before writeImage returns.
  */
@@ -20,7 +22,7 @@ import { SnfError, errorMessage } from "../errors.ts";
 import { onCleanup } from "../cleanup.ts";
 import { log } from "../log.ts";
 import { openTarget, type Target } from "./target.ts";
-import { fileBacking } from "./input.ts";
+import { fileBacking, ZeroRun, type ImageChunk } from "./input.ts";
 import {
   allocAligned,
   blkZeroOut,
@@ -210,7 +212,7 @@ async function zeroTail(fd: number, target: Target, zeroer: Zeroer, from: number
 }
 
 export async function writeImage(
-  src: ReadableStream<Uint8Array>,
+  src: ReadableStream<ImageChunk>,
   targetPath: string,
   o: WriteOptions = {},
 ): Promise<WriteResult> {
@@ -354,6 +356,42 @@ export async function writeImage(
       }
     };
 
+    /**
+     * A zero run: completes the current buffer with zeros, hands whole chunks
+     * of it to the zeroer without any buffer, and starts the next buffer with
+     * the rest.
+     */
+    const takeZeros = async (n: number) => {
+      if (written + fill + n > target.size) throw tooBig(written + fill + n);
+      while (n > 0) {
+        if (fill === 0 && n >= CHUNK) {
+          if (failure) throw failure;
+          const len = n - (n % CHUNK);
+          zeroBytes += len;
+          const p = zeroer.run(written, len);
+          if (p) await track(p);
+          written += len;
+          n -= len;
+          continue;
+        }
+        if (fill === 0 && pending[cur]) {
+          await pending[cur];
+          pending[cur] = null;
+        }
+        if (failure) throw failure;
+        const k = Math.min(CHUNK - fill, n);
+        bufs[cur]!.fill(0, fill, fill + k);
+        fill += k;
+        n -= k;
+        if (fill === CHUNK) flush(CHUNK);
+      }
+      const now = performance.now();
+      if (o.onProgress && now - lastProgress >= PROGRESS_EVERY_MS) {
+        lastProgress = now;
+        o.onProgress(written + fill, total);
+      }
+    };
+
     // The fast path checks the signal between chunks (closing the fd under a
     // pending pread would be a race).
     const onAbort = () => void (file ? 0 : reader.cancel(o.signal?.reason).catch(() => {}));
@@ -409,7 +447,8 @@ export async function writeImage(
           throw e instanceof SnfError ? e : new SnfError(`reading the image failed: ${errorMessage(e)}`);
         }
         if (r.done) break;
-        if (r.value.length) await take(r.value);
+        if (r.value instanceof ZeroRun) await takeZeros(r.value.bytes);
+        else if (r.value.length) await take(r.value);
       }
     } finally {
       o.signal?.removeEventListener("abort", onAbort);

@@ -3,7 +3,7 @@
  * status, a one-line finding and the fix. Tests validate against it.
  */
 import * as v from "valibot";
-import { oneLine } from "../protocol.ts";
+import { IMAGE_FORMATS, oneLine } from "../protocol.ts";
 
 export const CHECK_IDS = [
   "config",
@@ -26,8 +26,8 @@ const OneLine = v.pipe(v.string(), v.regex(/^[^\n\r]*$/, "must be one line"));
 
 export const ImageEntrySchema = v.object({
   name: v.string(),
-  /** From the name: NAME.diskdump, NAME.extdump, NAME.ntfsdump (null: unknown). */
-  format: v.nullable(v.picklist(["diskdump", "extdump", "ntfsdump"])),
+  /** From the magic (qcow2) or the name: NAME.diskdump, NAME.extdump, NAME.ntfsdump, NAME.qcow2 (null: unknown). */
+  format: v.nullable(v.picklist(IMAGE_FORMATS)),
   /** From the magic bytes. */
   compression: v.nullable(v.picklist(["gzip", "xz", "zstd"])),
   sizeBytes: v.pipe(v.number(), v.integer(), v.minValue(0)),

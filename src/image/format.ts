@@ -1,17 +1,18 @@
 /**
  * Image formats on the host side: compression sniffed by magic bytes (never
- * by name) and undone by a child process (gzip/xz/zstd -dc, no shell), and
- * the 1 MiB MBR prefix that turns an extdump/ntfsdump filesystem dump into a
+ * by name) and undone by a child process (gzip/xz/zstd -dc, no shell), qcow2
+ * recognised by its magic and converted by ./qcow2.ts, and the 1 MiB MBR prefix that turns an extdump/ntfsdump filesystem dump into a
  * bootable disk.
  */
 import fs from "node:fs";
 import { SnfError, errorMessage } from "../errors.ts";
 import { onCleanup } from "../cleanup.ts";
-import type { ImageSource } from "./source.ts";
-import { fileBacking } from "../disk/input.ts";
+import type { ImageSource, RangeReader } from "./source.ts";
+import { fileBacking, type ImageChunk } from "../disk/input.ts";
+import type { ImageFormat } from "../protocol.ts";
+import { isQcow2, openQcow2, type Qcow2Header } from "./qcow2.ts";
+import { fdRanges } from "./sources/read-stream.ts";
 
-export const IMAGE_FORMATS = ["diskdump", "extdump", "ntfsdump"] as const;
-export type ImageFormat = (typeof IMAGE_FORMATS)[number];
 export type Compression = "gzip" | "xz" | "zstd";
 
 const MAGIC: [Compression, number[]][] = [
@@ -145,30 +146,42 @@ export function decompress(stream: ReadableStream<Uint8Array>, kind: Compression
   );
 }
 
+export interface OpenedImage {
+  /** The raw disk bytes (ZeroRuns too, for qcow2). */
+  stream: ReadableStream<ImageChunk>;
+  /** Bytes the writer should expect: the source size, the qcow2 virtual size, or null when compressed. */
+  size: number | null;
+  compression: Compression | null;
+  /** Set when the image is qcow2 (by its magic, whatever img_format said). */
+  qcow2: Qcow2Header | null;
+}
+
+const notQcow2 = (source: ImageSource, what: string) =>
+  new SnfError(`image ${source.display} is ${what}, not qcow2 as img_format=qcow2 says`);
+
 /**
- * Opens a source and undoes any compression. `size` is the byte count the
- * writer should expect: the source size, or null when compressed.
+ * Opens a source, undoes any compression and converts qcow2 (recognised by
+ * its magic; img_format=qcow2 makes anything else an error). `size` is the
+ * byte count the writer should expect.
  *
  * An image that yields no byte at all (a 0-byte file, an empty body, a
- * compressed stream of nothing) is refused here, before anything is written:
- * deploying it would leave the disk's previous contents to be customized.
+ * compressed stream of nothing, a qcow2 of virtual size 0) is refused here,
+ * before anything is written: deploying it would leave the disk's previous
+ * contents to be customized.
  */
-export async function openImage(
-  source: ImageSource,
-  signal?: AbortSignal,
-): Promise<{ stream: ReadableStream<Uint8Array>; size: number | null; compression: Compression | null }> {
+export async function openImage(source: ImageSource, signal?: AbortSignal, format?: ImageFormat): Promise<OpenedImage> {
   const raw = await source.open(signal);
-  const empty = async (stream: ReadableStream<Uint8Array>, compression: Compression | null): Promise<never> => {
+  const empty = async (stream: ReadableStream<ImageChunk>, what: string): Promise<never> => {
     await stream.cancel().catch(() => {});
-    throw new SnfError(`image ${source.display} is empty (${compression ? `its ${compression} stream holds` : "it has"} 0 bytes): refusing to deploy it; the disk was not touched`);
+    throw new SnfError(`image ${source.display} is empty (${what} 0 bytes): refusing to deploy it; the disk was not touched`);
   };
   const file = fileBacking(raw);
-  let compression: Compression | null;
-  let stream: ReadableStream<Uint8Array>;
+  let head: Uint8Array;
+  let stream = raw;
   if (file) {
     // Sniff with a positional read and hand the untouched stream on, so that
     // writeImage (raw) or the decompressor (stdin = the fd) reads the file itself.
-    const head = new Uint8Array(MAGIC_BYTES);
+    head = new Uint8Array(MAGIC_BYTES);
     let n: number;
     try {
       n = fs.readSync(file.fd, head, 0, MAGIC_BYTES, 0);
@@ -176,22 +189,41 @@ export async function openImage(
       await raw.cancel().catch(() => {});
       throw new SnfError(`reading the image failed: ${(e as { code?: string }).code ?? errorMessage(e)}`);
     }
-    if (n === 0) return empty(raw, null);
-    compression = await detectCompression(head.subarray(0, n));
-    if (!compression) return { stream: raw, size: source.size, compression };
-    stream = decompress(raw, compression);
-  } else {
-    const peeked = await peek(raw, MAGIC_BYTES);
-    if (peeked.head.length === 0) return empty(peeked.stream, null);
-    compression = await detectCompression(peeked.head);
-    if (!compression) return { stream: peeked.stream, size: source.size, compression };
-    stream = decompress(peeked.stream, compression);
+    head = head.subarray(0, n);
+  } else ({ head, stream } = await peek(raw, MAGIC_BYTES));
+  if (head.length === 0) return empty(stream, "it has");
+
+  if (isQcow2(head)) {
+    let ranges: RangeReader;
+    if (file) ranges = fdRanges(file.fd, file.size, source.display, () => raw.cancel().catch(() => {}));
+    else {
+      await stream.cancel().catch(() => {});
+      if (!source.ranges) throw new SnfError(`image ${source.display} is qcow2, which this source cannot read by ranges`);
+      ranges = await source.ranges(signal);
+    }
+    const q = await openQcow2(ranges, source.display);
+    if (q.header.virtualSize === 0) return empty(q.stream, "its qcow2 virtual size is");
+    return { stream: q.stream, size: q.header.virtualSize, compression: null, qcow2: q.header };
   }
-  // Wait for the first decompressed byte (or the tool's verdict) before the
+  const compression = await detectCompression(head);
+  if (!compression) {
+    if (format === "qcow2") {
+      await stream.cancel().catch(() => {});
+      throw notQcow2(source, "raw (no qcow2 magic)");
+    }
+    return { stream, size: source.size, compression, qcow2: null };
+  }
+  // Wait for the first decompressed bytes (or the tool's verdict) before the
   // writer, and the extdump/ntfsdump prefix the host writes, touch the disk.
-  const first = await peek(stream, 1);
-  if (first.head.length === 0) return empty(first.stream, compression);
-  return { stream: first.stream, size: null, compression };
+  // qcow2 needs positional reads: inside a compressed stream it cannot be converted.
+  const inner = await peek(decompress(stream, compression), 4);
+  if (inner.head.length === 0) return empty(inner.stream, `its ${compression} stream holds`);
+  if (isQcow2(inner.head) || format === "qcow2") {
+    await inner.stream.cancel().catch(() => {});
+    if (!isQcow2(inner.head)) throw notQcow2(source, `${compression}-compressed data without qcow2 magic`);
+    throw new SnfError(`image ${source.display} is a qcow2 file inside ${compression} compression: decompress it first (qcow2 is read by ranges, not as a stream)`);
+  }
+  return { stream: inner.stream, size: null, compression, qcow2: null };
 }
 
 // ---------------------------------------------------------------------------

@@ -19,6 +19,22 @@ export interface ImageSource {
   /** Bytes as stored (compressed size for compressed images); null if unknown. */
   size: number | null;
   open(signal?: AbortSignal): Promise<ReadableStream<Uint8Array>>;
+  /**
+   * Positional reads instead of one stream (qcow2 images). A local file needs
+   * none: its opened stream is file-backed (../disk/input.ts). http(s) uses
+   * Range requests.
+   */
+  ranges?(signal?: AbortSignal): Promise<RangeReader>;
+}
+
+/** Positional reads of an image as stored. */
+export interface RangeReader {
+  /** Bytes as stored. */
+  readonly size: number;
+  /** Exactly `len` bytes at `pos` (pos + len ≤ size); anything else is an SnfError. */
+  read(pos: number, len: number): Promise<Uint8Array>;
+  /** Ends every read in flight and releases the file or connection. */
+  close(): Promise<void>;
 }
 
 export interface ResolveOptions {

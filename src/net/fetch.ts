@@ -172,7 +172,7 @@ function lengthOf(headers: Headers): number | null {
  * following redirects by the rules above. Resolves with a 2xx response; any
  * other outcome is one SnfError (HttpStatusError for a non-2xx status).
  */
-export async function openUrl(url: string | HttpTarget, o: FetchOptions & { method?: "GET" | "HEAD" }): Promise<HttpResponse> {
+export async function openUrl(url: string | HttpTarget, o: FetchOptions & { method?: "GET" | "HEAD"; range?: { start: number; end: number } }): Promise<HttpResponse> {
   const start = typeof url === "string" ? httpTarget(url, o.what) : url;
   const method = o.method ?? "GET";
   const limit = seconds(o.stallMs);
@@ -183,6 +183,7 @@ export async function openUrl(url: string | HttpTarget, o: FetchOptions & { meth
     const guard = new Guard(o, label);
     const headers: Record<string, string> = { "user-agent": "snf-image", "accept-encoding": "identity" };
     if (t.auth) headers.authorization = t.auth;
+    if (o.range) headers.range = `bytes=${o.range.start}-${o.range.end}`;
     let res: Response;
     try {
       res = await guard.wait(

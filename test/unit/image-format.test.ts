@@ -26,7 +26,7 @@ async function compress(tool: string, data: Uint8Array): Promise<Uint8Array> {
   return out;
 }
 
-const all = async (s: ReadableStream<Uint8Array>) => new Uint8Array(await new Response(s).arrayBuffer());
+const all = async (s: ReadableStream<unknown>) => new Uint8Array(await new Response(s as ReadableStream<Uint8Array>).arrayBuffer());
 
 describe("compression", () => {
   for (const tool of ["gzip", "xz", "zstd"] as const) {

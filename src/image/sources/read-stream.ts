@@ -4,6 +4,8 @@
  * and on cancel.
  */
 import fs from "node:fs";
+import { SnfError, errorMessage } from "../../errors.ts";
+import type { RangeReader } from "../source.ts";
 
 const READ_CHUNK = 1024 * 1024;
 
@@ -40,4 +42,46 @@ export function fdStream(fd: number, close: () => void, signal?: AbortSignal): R
     },
     { highWaterMark: 2 },
   );
+}
+
+/**
+ * Positional reads over an open regular file (a local qcow2 image). `release`
+ * closes the file; close() waits for the reads in flight first, so the fd is
+ * never closed under a pending read.
+ */
+export function fdRanges(fd: number, size: number, name: string, release: () => Promise<void>): RangeReader {
+  const inFlight = new Set<Promise<unknown>>();
+  let closed = false;
+  const readOnce = (buf: Uint8Array, off: number, len: number, pos: number) =>
+    new Promise<number>((resolve, reject) => fs.read(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))));
+  return {
+    size,
+    read(pos, len) {
+      if (closed) return Promise.reject(new SnfError(`image ${name}: read after close`));
+      const p = (async () => {
+        const buf = new Uint8Array(len);
+        let got = 0;
+        while (got < len) {
+          let n: number;
+          try {
+            n = await readOnce(buf, got, len - got, pos + got);
+          } catch (e) {
+            throw new SnfError(`reading image ${name} failed: ${(e as { code?: string }).code ?? errorMessage(e)}`);
+          }
+          if (n === 0) throw new SnfError(`image ${name} ended at ${pos + got} bytes, before ${pos + len} (did it shrink?)`);
+          got += n;
+        }
+        return buf;
+      })();
+      inFlight.add(p);
+      p.finally(() => inFlight.delete(p)).catch(() => {});
+      return p;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await Promise.allSettled([...inFlight]);
+      await release();
+    },
+  };
 }
