@@ -38,7 +38,7 @@ describe("OS parameters: bad values, each one line", () => {
   test.each<[string, RawParams, RegExp]>([
     ["missing img_id", { img_id: "" }, /^img_id: missing/],
     ["missing format", { img_format: "" }, /^img_format: missing/],
-    ["bad format", { img_format: "qcow2" }, /^img_format: "qcow2" is not one of diskdump, extdump, ntfsdump/],
+    ["bad format", { img_format: "vmdk" }, /^img_format: "vmdk" is not one of diskdump, extdump, ntfsdump, qcow2/],
     ["passwd and hash (original bug: create-only check)", { img_passwd: "a", img_passwd_hash: "$6$a$b" }, /give only one of them/],
     ["empty passwd and hash both defined", { img_passwd: "", img_passwd_hash: "$6$a$b" }, /give only one of them/],
     ["bad hash (original verify ignored it)", { img_passwd_hash: "plaintext password" }, /^img_passwd_hash: not a crypt\(3\) hash/],
