@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { HELPER_DIR, placeImage, runCreate, type CreateSpec, type ScriptRun } from "../lib/deploy.ts";
-import { cacheDir, debianImage, type DebianImage } from "../lib/images.ts";
+import { debianImage, derivedArtefact, type DebianImage } from "../lib/images.ts";
 import { mountDisk, shadowHash, verifyCrypt } from "../lib/inspect.ts";
 import { withLoop } from "../lib/loop.ts";
 import { writeSystemHive } from "../lib/hive.ts";
@@ -69,18 +69,7 @@ function partitions(disk: string) {
   }).partitiontable;
 }
 /** Cached derived artefact: built once into cacheDir()/issue3-<key>/<name>. */
-function cached(name: string, build: (out: string) => void): string {
-  const dir = join(cacheDir(), `issue3-${debian.recipeKey}`);
-  mkdirSync(dir, { recursive: true });
-  const f = join(dir, name);
-  if (existsSync(f)) return f;
-  const part = `${f}.tmp-${process.pid}`;
-  const t0 = performance.now();
-  build(part);
-  renameSync(part, f);
-  console.log(`[formats] built ${name} in ${((performance.now() - t0) / 1000).toFixed(1)} s (${statSync(f).size} bytes)`);
-  return f;
-}
+const cached = (name: string, build: (out: string) => void) => derivedArtefact(debian, "issue3", name, build);
 
 beforeAll(async () => {
   expect(existsSync(join(HELPER_DIR, "manifest.json"))).toBe(true);

@@ -17,7 +17,7 @@ import { openImage } from "../../src/image/format.ts";
 import { resolveImageSource } from "../../src/image/source.ts";
 import { SnfError } from "../../src/errors.ts";
 import { HELPER_DIR, placeImage, runCreate } from "../lib/deploy.ts";
-import { cacheDir, debianImage, type DebianImage } from "../lib/images.ts";
+import { debianImage, derivedArtefact, type DebianImage } from "../lib/images.ts";
 import { mountDisk, shadowHash, verifyCrypt } from "../lib/inspect.ts";
 import { attachLoop } from "../lib/loop.ts";
 
@@ -38,19 +38,7 @@ function sh(cmd: string[]): string {
 }
 
 /** qemu-img artefacts of the cached image, built once into the shared cache. */
-function variant(name: string, build: (out: string) => void): string {
-  const dir = join(cacheDir(), `issue10-qcow2-${debian.recipeKey}`);
-  mkdirSync(dir, { recursive: true });
-  const f = join(dir, name);
-  if (!existsSync(f)) {
-    const part = `${f}.tmp-${process.pid}`;
-    const t0 = performance.now();
-    build(part);
-    renameSync(part, f);
-    console.log(`[qcow2] built ${name} in ${((performance.now() - t0) / 1000).toFixed(1)} s (${statSync(f).size} bytes)`);
-  }
-  return f;
-}
+const variant = (name: string, build: (out: string) => void) => derivedArtefact(debian, "issue10-qcow2", name, build);
 
 const VARIANTS: Record<string, (src: string, out: string) => void> = {
   "plain-v3.qcow2": (src, out) => sh(["qemu-img", "convert", "-O", "qcow2", src, out]),

@@ -575,3 +575,21 @@ export async function syntheticRoot(kind: "redhat" | "suse" | "arch", dir: strin
   await chmod(join(dir, "etc/shadow"), 0o600);
   for (const d of ["root", "home/user", "tmp", "var/log"]) await mkdir(join(dir, d), { recursive: true });
 }
+
+/**
+ * A file derived from a cached image (a cut-out filesystem, a qcow2 of it…),
+ * built once into cacheDir()/<tag>-<recipeKey>/<name> and renamed into place
+ * whole, so that an interrupted build leaves nothing.
+ */
+export function derivedArtefact(image: DebianImage, tag: string, name: string, build: (out: string) => void): string {
+  const dir = join(cacheDir(), `${tag}-${image.recipeKey}`);
+  mkdirSync(dir, { recursive: true });
+  const f = join(dir, name);
+  if (existsSync(f)) return f;
+  const part = `${f}.tmp-${process.pid}`;
+  const t0 = performance.now();
+  build(part);
+  renameSync(part, f);
+  log(`built ${tag}/${name} in ${((performance.now() - t0) / 1000).toFixed(1)} s (${statSync(f).size} bytes)`);
+  return f;
+}
