@@ -46,7 +46,7 @@ const MAX_HOST_CLUSTERS = 64 * 1024 * 1024;
 /** Largest single read (adjacent clusters are read together up to this). */
 const MAX_READ = 4 * 1024 * 1024;
 /** Bytes read ahead of the writer. */
-const READ_AHEAD = 16 * 1024 * 1024;
+const READ_AHEAD = 8 * 1024 * 1024;
 const FIRST_READ = 64 * 1024;
 
 const EXT_END = 0x00000000;
@@ -436,10 +436,13 @@ async function* plan(reader: RangeReader, h: Qcow2Header, l1: DataView, use: Uin
   while (out.length) yield out.shift()!;
 }
 
-/** Runs the plan with reads in flight ahead of the consumer; decompresses. */
+/**
+ * Runs the plan with reads in flight ahead of the consumer; compressed
+ * clusters are inflated as soon as their read completes.
+ */
 function rawStream(reader: RangeReader, h: Qcow2Header, l1: DataView, use: Uint8Array, bad: (w: string) => SnfError): ReadableStream<ImageChunk> {
   const groups = plan(reader, h, l1, use, bad);
-  const queue: { g: Group; data: Promise<Uint8Array | null> }[] = [];
+  const queue: { g: Group; cost: number; out: Promise<ImageChunk[]> }[] = [];
   let ahead = 0;
   let planDone = false;
   let produced = 0;
@@ -448,8 +451,37 @@ function rawStream(reader: RangeReader, h: Qcow2Header, l1: DataView, use: Uint8
     if (closed) return;
     closed = true;
     await groups.return(undefined).catch(() => {});
+    await Promise.allSettled(queue.splice(0).map((q) => q.out));
     await reader.close();
-    await Promise.allSettled(queue.splice(0).map((q) => q.data));
+  };
+  // Synchronous: per 64 KiB cluster the thread pool's hand-off costs more than it saves (measured).
+  const inflate = (it: Extract<Item, { k: "comp" }>, src: Uint8Array): Uint8Array => {
+    let cluster: Uint8Array;
+    try {
+      cluster =
+        h.compression === "zlib"
+          ? zlib.inflateRawSync(src, { maxOutputLength: h.clusterSize, finishFlush: zlib.constants.Z_SYNC_FLUSH })
+          : Bun.zstdDecompressSync(src.subarray(0, zstdFrameLength(src, h.clusterSize)));
+    } catch (e) {
+      throw bad(`compressed cluster at ${hex(it.host)} does not decompress (${(e as { code?: string }).code ?? errorMessage(e)})`);
+    }
+    if (cluster.length < it.len) throw bad(`compressed cluster at ${hex(it.host)} decompresses to ${cluster.length} bytes, not ${h.clusterSize}`);
+    return cluster.length === it.len ? cluster : cluster.subarray(0, it.len);
+  };
+  const start = (g: Group): Promise<ImageChunk[]> => {
+    if (g.kind === "zero") return Promise.resolve([new ZeroRun(g.len)]);
+    const read = reader.read(g.start, g.end - g.start);
+    if (g.kind === "data") {
+      // A last cluster that the file ends inside reads as zeros past the end (as in qemu).
+      const got = g.end - g.start;
+      return read.then((b) => (got < g.len ? [b, new ZeroRun(g.len - got)] : [b]));
+    }
+    return read.then((buf) =>
+      (g.items as Extract<Item, { k: "comp" }>[]).map((it) => {
+        const s = it.host - g.start;
+        return inflate(it, buf.subarray(s, Math.min(s + it.csize, buf.length)));
+      }),
+    );
   };
   const fill = async () => {
     while (!planDone && (queue.length === 0 || ahead < READ_AHEAD)) {
@@ -459,28 +491,13 @@ function rawStream(reader: RangeReader, h: Qcow2Header, l1: DataView, use: Uint8
         break;
       }
       const g = r.value;
-      const data = g.kind === "zero" ? Promise.resolve(null) : reader.read(g.start, g.end - g.start);
-      data.catch(() => {});
-      queue.push({ g, data });
-      ahead += g.end - g.start;
+      const out = start(g);
+      out.catch(() => {});
+      // Compressed groups hold their output too.
+      const cost = g.kind === "comp" ? g.end - g.start + g.len : g.end - g.start;
+      queue.push({ g, cost, out });
+      ahead += cost;
     }
-  };
-  const inflate = (g: Group, buf: Uint8Array): Uint8Array[] => {
-    const outs: Uint8Array[] = [];
-    for (const it of g.items as Extract<Item, { k: "comp" }>[]) {
-      const s = it.host - g.start;
-      const src = buf.subarray(s, Math.min(s + it.csize, buf.length));
-      let cluster: Uint8Array;
-      try {
-        if (h.compression === "zlib") cluster = zlib.inflateRawSync(src, { maxOutputLength: h.clusterSize, finishFlush: zlib.constants.Z_SYNC_FLUSH });
-        else cluster = Bun.zstdDecompressSync(src.subarray(0, zstdFrameLength(src, h.clusterSize)));
-      } catch (e) {
-        throw bad(`compressed cluster at ${hex(it.host)} does not decompress (${(e as { code?: string }).code ?? errorMessage(e)})`);
-      }
-      if (cluster.length < it.len) throw bad(`compressed cluster at ${hex(it.host)} decompresses to ${cluster.length} bytes, not ${h.clusterSize}`);
-      outs.push(cluster.length === it.len ? cluster : cluster.subarray(0, it.len));
-    }
-    return outs;
   };
   return new ReadableStream<ImageChunk>(
     {
@@ -494,16 +511,10 @@ function rawStream(reader: RangeReader, h: Qcow2Header, l1: DataView, use: Uint8
             c.close();
             return;
           }
-          const buf = await q.data;
-          ahead -= q.g.end - q.g.start;
+          const chunks = await q.out;
+          ahead -= q.cost;
           produced += q.g.len;
-          if (q.g.kind === "zero") c.enqueue(new ZeroRun(q.g.len));
-          else if (q.g.kind === "data") {
-            // A last cluster that the file ends inside reads as zeros past the end (as in qemu).
-            const got = q.g.end - q.g.start;
-            c.enqueue(buf!);
-            if (got < q.g.len) c.enqueue(new ZeroRun(q.g.len - got));
-          } else for (const b of inflate(q.g, buf!)) c.enqueue(b);
+          for (const b of chunks) c.enqueue(b);
         } catch (e) {
           await close();
           c.error(e instanceof SnfError ? e : bad(errorMessage(e)));

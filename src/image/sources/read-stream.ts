@@ -59,7 +59,7 @@ export function fdRanges(fd: number, size: number, name: string, release: () => 
     read(pos, len) {
       if (closed) return Promise.reject(new SnfError(`image ${name}: read after close`));
       const p = (async () => {
-        const buf = new Uint8Array(len);
+        const buf = Buffer.allocUnsafe(len); // every byte is read into it below
         let got = 0;
         while (got < len) {
           let n: number;
