@@ -19,21 +19,6 @@ import { parseArgs } from "node:util";
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 
-if (process.argv[2] === "--child") {
-  // The product path: local source → compression sniffing → writer.
-  const { writeImage } = await import("../src/disk/writer.ts");
-  const { resolveImageSource } = await import("../src/image/source.ts");
-  const { openImage } = await import("../src/image/format.ts");
-  const [img, dev] = process.argv.slice(3) as [string, string];
-  const t0 = performance.now();
-  const src = await resolveImageSource(path.basename(img), { imageDir: path.dirname(img), format: "diskdump" });
-  const { stream, size } = await openImage(src);
-  const r = await writeImage(stream, dev, { expectedSize: size });
-  const copyMs = performance.now() - t0;
-  console.log(JSON.stringify({ ...r, copyMs, maxRssKiB: process.resourceUsage().maxRSS }));
-  process.exit(0);
-}
-
 const { values } = parseArgs({
   options: {
     sparse: { type: "string" },
@@ -134,7 +119,7 @@ async function timeOurs(img: string, verify: boolean): Promise<{ s: number; copy
   try {
     await dropCaches();
     const t0 = performance.now();
-    const out = await run(["bun", import.meta.path, "--child", img, t.dev]);
+    const out = await run(["bun", path.join(import.meta.dir, "child-copy.ts"), img, t.dev]);
     const t1 = performance.now();
     await run(["sync"]);
     const syncS = (performance.now() - t1) / 1000;
