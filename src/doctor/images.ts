@@ -3,9 +3,11 @@ import fs from "node:fs";
 import path from "node:path";
 import { errorMessage } from "../errors.ts";
 import { detectCompression, MAGIC_BYTES } from "../image/format.ts";
+import { isQcow2 } from "../image/qcow2.ts";
+import { IMAGE_FORMATS } from "../protocol.ts";
 import { type CheckOutcome, fail, type ImageEntry, ok, warn } from "./schema.ts";
 
-const FORMAT_SUFFIX = /\.(diskdump|extdump|ntfsdump)$/;
+const FORMAT_SUFFIX = new RegExp(`\\.(${IMAGE_FORMATS.join("|")})$`);
 const MAX_LISTED = 200;
 
 /** Format from the file name (NAME.diskdump …), as `img_format` would name it. Pure. */
@@ -35,13 +37,17 @@ export async function listImages(dir: string): Promise<{ images: ImageEntry[]; u
     const st = fs.statSync(p, { throwIfNoEntry: false });
     if (!st?.isFile()) continue;
     let compression: ImageEntry["compression"] = null;
+    let qcow2 = false;
     try {
-      compression = await detectCompression(head(p));
+      const h = head(p);
+      compression = await detectCompression(h);
+      qcow2 = isQcow2(h);
     } catch {
       unreadable.push(name);
       continue;
     }
-    images.push({ name, format: formatFromName(name), compression, sizeBytes: st.size });
+    // A qcow2 is one whatever its name says (create converts it by its magic too).
+    images.push({ name, format: qcow2 ? "qcow2" : formatFromName(name), compression, sizeBytes: st.size });
     if (images.length >= MAX_LISTED) break;
   }
   return { images, unreadable };
@@ -75,7 +81,7 @@ export async function checkImageDir(dir: string): Promise<CheckOutcome> {
   }
   const { images, unreadable } = listed;
   const details = images.map(
-    (i) => `${i.name}: ${i.format ?? "unknown format (name it NAME.diskdump, NAME.extdump or NAME.ntfsdump)"}, ${i.compression ?? "uncompressed"}, ${humanSize(i.sizeBytes)}`,
+    (i) => `${i.name}: ${i.format ?? `unknown format (name it NAME.${IMAGE_FORMATS.join(", NAME.")})`}, ${i.compression ?? "uncompressed"}, ${humanSize(i.sizeBytes)}`,
   );
   for (const u of unreadable) details.push(`${u}: not readable`);
   if (unreadable.length) return fail(`IMAGE_DIR ${dir}: ${unreadable.length} image file(s) not readable: ${unreadable.slice(0, 3).join(", ")}`, `chmod a+r the image files in ${dir}`, { details, images });

@@ -451,8 +451,9 @@ function rawStream(reader: RangeReader, h: Qcow2Header, l1: DataView, use: Uint8
     if (closed) return;
     closed = true;
     await groups.return(undefined).catch(() => {});
-    await Promise.allSettled(queue.splice(0).map((q) => q.out));
+    // The reader ends its reads in flight (http aborts them; a file waits for them before closing).
     await reader.close();
+    await Promise.allSettled(queue.splice(0).map((q) => q.out));
   };
   // Synchronous: per 64 KiB cluster the thread pool's hand-off costs more than it saves (measured).
   const inflate = (it: Extract<Item, { k: "comp" }>, src: Uint8Array): Uint8Array => {
