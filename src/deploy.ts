@@ -52,8 +52,13 @@ export async function deploy(env: GanetiEnv, config: Config, monitor: Monitor, s
   const source = await resolveImageSource(params.imgId, { imageDir: config.IMAGE_DIR, format: params.imgFormat, http: fetchLimits(config), signal });
   log.info(`image ${source.display} (${params.imgFormat}${source.size !== null ? `, ${source.size} bytes` : ""}) → ${diskPath} (${target.kind}, ${target.size} bytes)`);
 
+  // Defaults: the image's own metadata (NAME.meta), then what the host sets for the format;
+  // img_properties and inst_properties override both.
+  const hostProperties = { ...(source.properties ?? {}), ...(HOST_PROPERTIES[params.imgFormat] ?? {}) };
+  if (source.properties) log.info(`image metadata ${source.propertiesFrom}: ${Object.keys(source.properties).sort().join(" ").slice(0, 300)} (defaults below img_properties)`);
+
   // SSH host keys are made natively while the image is copied (see hostkeys.ts).
-  const props = mergeProperties(HOST_PROPERTIES[params.imgFormat] ?? {}, params);
+  const props = mergeProperties(hostProperties, params);
   const keysWanted = !["EXCLUDE_ALL_TASKS", "EXCLUDE_MOUNTED_TASKS", "EXCLUDE_TASK_DELETESSHKEYS"].some((k) => isYes(props[k])) && !/^windows/i.test(props.OSFAMILY ?? "");
   const startHostKeys = (): Promise<HostKey[]> => {
     if (!keysWanted) return Promise.resolve([]);
@@ -107,7 +112,7 @@ export async function deploy(env: GanetiEnv, config: Config, monitor: Monitor, s
     }
   }
 
-  const doc = helperParams({ mode: "create", env, config, params, hostProperties: HOST_PROPERTIES[params.imgFormat], hostKeys: await (keys ?? startHostKeys()), answerFile });
+  const doc = helperParams({ mode: "create", env, config, params, hostProperties, hostKeys: await (keys ?? startHostKeys()), answerFile });
   const c = await runCustomization({ image, env, config, doc, monitor, signal });
   monitor.info("Image customization finished successfully.");
   return { copyMs, bytes, zeroBytes, helperMs: c.durationMs, tasks: c.tasks, accel: c.accel };

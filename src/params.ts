@@ -90,6 +90,14 @@ function parseProperties(name: string, raw: string, problems: string[]): Record<
     problems.push(`${name}: not valid JSON`);
     return {};
   }
+  return propertiesOf(name, json, problems);
+}
+
+/**
+ * Image properties from parsed JSON (img_properties, inst_properties, the
+ * `properties` of an image's .meta file): names upper-cased, values strings.
+ */
+export function propertiesOf(name: string, json: unknown, problems: string[]): Record<string, string> {
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
     problems.push(`${name}: must be a JSON object like {"KEY": "value"}`);
     return {};

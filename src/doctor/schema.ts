@@ -31,6 +31,10 @@ export const ImageEntrySchema = v.object({
   /** From the magic bytes. */
   compression: v.nullable(v.picklist(["gzip", "xz", "zstd"])),
   sizeBytes: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  /** Default properties from NAME.meta (snf-image-creator's format), when there is one. */
+  properties: v.optional(v.record(v.string(), v.string())),
+  /** Why NAME.meta is unusable (create would fail with this line). */
+  metaError: v.optional(v.string()),
 });
 export type ImageEntry = v.InferOutput<typeof ImageEntrySchema>;
 

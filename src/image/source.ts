@@ -18,6 +18,13 @@ export interface ImageSource {
   display: string;
   /** Bytes as stored (compressed size for compressed images); null if unknown. */
   size: number | null;
+  /**
+   * Default image properties that came with the image (a local image's
+   * NAME.meta, see ./meta.ts), below img_properties and inst_properties.
+   */
+  properties?: Record<string, string>;
+  /** Where `properties` came from, for the log. */
+  propertiesFrom?: string;
   open(signal?: AbortSignal): Promise<ReadableStream<Uint8Array>>;
   /**
    * Positional reads instead of one stream (qcow2 images). A local file needs

@@ -184,8 +184,16 @@ describe("http(s): Range reads", () => {
   });
 });
 
-test("create: a compressed qcow2 (img_format=qcow2) through the helper VM", async () => {
+test("create: a compressed qcow2 (img_format=qcow2) with its NAME.meta through the helper VM", async () => {
   expect(existsSync(join(HELPER_DIR, "manifest.json"))).toBe(true);
+  const m0 = mountDisk(debian.path, debian.rootPartition);
+  const originalHostname = m0.read("/etc/hostname");
+  m0.close();
+  // snf-image-creator's format. The metadata skips two tasks; img_properties brings one back.
+  fs.writeFileSync(
+    join(imageDir, "compressed-zstd.qcow2.meta"),
+    JSON.stringify({ properties: { EXCLUDE_TASK_ASSIGNHOSTNAME: "yes", EXCLUDE_TASK_CHANGEPASSWORD: "yes", OSFAMILY: "linux" }, "disk-format": "diskdump" }),
+  );
   const disk = join(work, "create.disk");
   rmSync(disk, { force: true });
   sh(["truncate", "-s", String(3 * 1024 * MiB), disk]);
@@ -193,18 +201,19 @@ test("create: a compressed qcow2 (img_format=qcow2) through the helper VM", asyn
     imageDir,
     disks: [disk],
     instance: "qcow1.example.org",
-    osp: { img_id: "compressed-zstd.qcow2", img_format: "qcow2", img_passwd: PASSWORD },
+    osp: { img_id: "compressed-zstd.qcow2", img_format: "qcow2", img_passwd: PASSWORD, img_properties: '{"EXCLUDE_TASK_CHANGEPASSWORD": "no"}' },
     extraEnv: { TMPDIR: tmp },
   });
   if (r.code !== 0) console.log(r.output);
   expect(r.code).toBe(0);
   expect(r.output).toMatch(/image is qcow2 v3, 65536-byte clusters/);
+  expect(r.output).toMatch(/image metadata compressed-zstd.qcow2.meta: EXCLUDE_TASK_ASSIGNHOSTNAME EXCLUDE_TASK_CHANGEPASSWORD OSFAMILY/);
   expect(r.output).not.toContain(PASSWORD);
   expect(readdirSync(tmp)).toEqual([]);
   const m = mountDisk(disk, debian.rootPartition);
   try {
-    expect(m.read("/etc/hostname").trim()).toBe("qcow1.example.org");
-    expect(verifyCrypt(PASSWORD, shadowHash(m.read("/etc/shadow"), "root")!)).toBe(true);
+    expect(m.read("/etc/hostname")).toBe(originalHostname); // AssignHostname skipped by the metadata
+    expect(verifyCrypt(PASSWORD, shadowHash(m.read("/etc/shadow"), "root")!)).toBe(true); // img_properties won
     // The filesystem grew to the 3 GiB disk: the helper saw a normal diskdump.
     expect(m.partitions()[0]!.size * 512).toBeGreaterThan(2.5 * 1024 * MiB);
   } finally {

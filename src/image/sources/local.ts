@@ -3,7 +3,9 @@
  * NAME without ':'. Legacy file names NAME.FORMAT and NAME-x86_64.FORMAT are
  * tried after NAME, with a deprecation warning. The file is opened while
  * resolving and the opened file's real path must lie inside
- * realpath(IMAGE_DIR), so neither `../` nor a symlink can escape it.
+ * realpath(IMAGE_DIR), so neither `../` nor a symlink can escape it. A
+ * NAME.meta file next to the image (snf-image-creator's) gives default
+ * properties (../meta.ts).
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -14,6 +16,7 @@ import { O_CLOEXEC } from "../../disk/libc.ts";
 import { markFileBacked, unmarkFileBacked } from "../../disk/input.ts";
 import type { ImageSource, ResolveOptions, SourceKind } from "../source.ts";
 import { fdStream } from "./read-stream.ts";
+import { META_SUFFIX, readImageMeta } from "../meta.ts";
 
 function nameOf(id: string): string {
   const m = /^(local|file):\/\/(.*)$/i.exec(id);
@@ -75,11 +78,19 @@ export async function resolveLocal(id: string, o: ResolveOptions): Promise<Image
       close();
       throw new SnfError(`image ${name} is not a regular file: ${real}`);
     }
+    let properties: Record<string, string> | null;
+    try {
+      properties = readImageMeta(opened, dir);
+    } catch (e) {
+      close();
+      throw e;
+    }
     let opened1 = false;
     return {
       kind: "local",
       display: `local://${path.relative(dir, real)}`,
       size: st.size,
+      ...(properties ? { properties, propertiesFrom: `${path.relative(dir, opened)}${META_SUFFIX}` } : {}),
       async open(signal?: AbortSignal) {
         if (opened1) throw new Error(`image ${name} opened twice`);
         opened1 = true;
