@@ -46,7 +46,7 @@ const MAX_HOST_CLUSTERS = 64 * 1024 * 1024;
 /** Largest single read (adjacent clusters are read together up to this). */
 const MAX_READ = 4 * 1024 * 1024;
 /** Bytes read ahead of the writer. */
-const READ_AHEAD = 8 * 1024 * 1024;
+const READ_AHEAD = 16 * 1024 * 1024;
 const FIRST_READ = 64 * 1024;
 
 const EXT_END = 0x00000000;
