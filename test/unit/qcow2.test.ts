@@ -173,6 +173,35 @@ describe("good images", () => {
   });
 });
 
+test("interrupted half way (SIGTERM's abort): one line, the image closed", async () => {
+  const clusters = new Map<number, GuestCluster>();
+  for (let g = 0; g < 4096; g++) clusters.set(g, { kind: g % 2 ? "comp" : "data", bytes: g % 2 ? text(CS, g) : rnd(CS) });
+  const b = buildQcow2({ virtualSize: 4096 * CS, clusters });
+  const name = place(b.file);
+  const before = openFds();
+  const disk = path.join(dir, `${name}.disk`);
+  fs.writeFileSync(disk, new Uint8Array(0));
+  fs.truncateSync(disk, 32 * 1024 * 1024);
+  const src = await resolveLocal(name, { imageDir: dir, format: "qcow2" });
+  const opened = await openImage(src, undefined, "qcow2");
+  const ctl = new AbortController();
+  let pulled = 0;
+  // Abort once the copy is under way: after the first chunk reached the writer.
+  const counted = opened.stream.pipeThrough(
+    new TransformStream({
+      transform(c, out) {
+        if (++pulled === 3) ctl.abort(new Error("SIGTERM"));
+        out.enqueue(c);
+      },
+    }),
+  );
+  const e = await writeImage(counted, disk, { expectedSize: opened.size, signal: ctl.signal }).catch((e) => e);
+  expect(e).toBeInstanceOf(SnfError);
+  expect(e.message).toMatch(/^image copy interrupted: SIGTERM$/);
+  await Bun.sleep(50);
+  expect(openFds()).toEqual(before);
+});
+
 describe("hostile images: one line, nothing left", () => {
   const set = (b: Built, off: number, v: number | bigint, bits: 32 | 64 = 64) => {
     const dv = new DataView(b.file.buffer);
