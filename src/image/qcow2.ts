@@ -47,7 +47,8 @@ const MAX_HOST_CLUSTERS = 64 * 1024 * 1024;
 const MAX_READ = 4 * 1024 * 1024;
 /** Bytes read ahead of the writer. */
 const READ_AHEAD = 16 * 1024 * 1024;
-const FIRST_READ = 64 * 1024;
+/** The smallest cluster: the first read never reaches past the header cluster. */
+const FIRST_READ = 512;
 
 const EXT_END = 0x00000000;
 const EXT_FDE = 0x0537be77;
@@ -78,9 +79,8 @@ export interface Qcow2Header {
 const hex = (n: number) => `0x${n.toString(16)}`;
 
 /**
- * Parses and checks the header and its extensions. `buf` holds the start of
- * the file: at least min(first cluster, file size) bytes, or FIRST_READ
- * bytes when that is less (then `needMore` names how many the extensions need).
+ * Parses and checks the header and its extensions. `buf` holds the first
+ * cluster (the whole file when that is shorter). Pure.
  */
 export function parseHeader(buf: Uint8Array, fileSize: number, name: string): Qcow2Header {
   const bad = (why: string) => new SnfError(`qcow2 image ${name}: ${why}`);
