@@ -3,7 +3,9 @@
  * (plain v3, compressed zlib and zstd, v2 compat=0.10, zero clusters,
  * extended L2), converted by the product path (local source or http Range
  * reads → openImage → writeImage) onto disks that held random data, each
- * byte-identical to `qemu-img convert -O raw` of the same file; a server
+ * byte-identical to `qemu-img convert -O raw` of the same file (and so are
+ * small qemu-img layouts: preallocated metadata, 512 B / 2 MiB clusters, lazy
+ * refcounts, an internal snapshot, a shrunk image); a server
  * without Range support refused with one line; and ONE `create` through the
  * helper VM for a compressed qcow2.
  */
@@ -161,6 +163,49 @@ describe("qemu-img's qcow2 files → disk, byte-identical to qemu-img convert -O
     sameAs(disk, reference(variant(name, () => {})));
   }, 120_000);
 });
+
+test("small qemu-img layouts: preallocated metadata, 512 B and 2 MiB clusters, lazy refcounts, an internal snapshot, shrunk then grown", async () => {
+  const io = (img: string, ...cmds: string[]) => sh(["qemu-io", "-f", "qcow2", ...cmds.flatMap((c) => ["-c", c]), img]);
+  const layouts: Record<string, (f: string) => void> = {
+    "prealloc-metadata": (f) => {
+      sh(["qemu-img", "create", "-q", "-f", "qcow2", "-o", "preallocation=metadata", f, "64M"]);
+      io(f, "write -P 0x11 1M 3M", "write -z 10M 1M");
+    },
+    "cluster-512": (f) => {
+      sh(["qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=512", f, "16M"]);
+      io(f, "write -P 0x22 0 1M", "write -P 0x33 5M 100k");
+    },
+    "cluster-2M": (f) => {
+      sh(["qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=2M", f, "64M"]);
+      io(f, "write -P 0x44 3M 5M", "write -z 20M 4M");
+    },
+    "lazy-refcounts": (f) => {
+      sh(["qemu-img", "create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", f, "32M"]);
+      io(f, "write -P 0x55 0 2M");
+    },
+    snapshot: (f) => {
+      sh(["qemu-img", "create", "-q", "-f", "qcow2", f, "32M"]);
+      io(f, "write -P 0x11 0 4M");
+      sh(["qemu-img", "snapshot", "-c", "s1", f]);
+      io(f, "write -P 0x12 1M 1M", "write -z 2M 64k");
+    },
+    resized: (f) => {
+      sh(["qemu-img", "create", "-q", "-f", "qcow2", f, "2G"]);
+      io(f, "write -P 0x21 1000M 1M", "write -P 0x22 1M 1M");
+      sh(["qemu-img", "resize", "-q", "--shrink", f, "512M"]);
+      sh(["qemu-img", "resize", "-q", f, "600M"]);
+    },
+  };
+  for (const [name, make] of Object.entries(layouts)) {
+    const f = join(imageDir, `${name}.qcow2`);
+    make(f);
+    const ref = join(work, `${name}.ref`);
+    sh(["qemu-img", "convert", "-f", "qcow2", "-O", "raw", f, ref]);
+    const disk = randomDisk(`${name}.disk`, statSync(ref).size + 16 * MiB);
+    await convert(`${name}.qcow2`, disk);
+    sameAs(disk, ref);
+  }
+}, 120_000);
 
 describe("http(s): Range reads", () => {
   test("compressed qcow2 over http, adjacent clusters in one request", async () => {
