@@ -4,11 +4,7 @@
  * qemu), relays console and progress into the log and the monitor, and turns
  * the outcome into success or one SnfError line.
  */
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { Config } from "./config.ts";
-import { onCleanup } from "./cleanup.ts";
 import { SnfError } from "./errors.ts";
 import type { GanetiEnv } from "./ganeti/env.ts";
 import { loadHelperImage } from "./helper-image/load.ts";
@@ -87,14 +83,6 @@ export function helperParams(o: {
   };
 }
 
-/** Private 0700 directory for this run; removed by the cleanup stack. */
-export function privateTempDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  chmodSync(dir, 0o700);
-  onCleanup(`remove ${dir}`, () => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
 export interface CustomizeOutcome {
   durationMs: number;
   tasks: { task: string; ms: number }[];
@@ -111,10 +99,6 @@ export async function runCustomization(o: {
   signal?: AbortSignal;
 }): Promise<CustomizeOutcome> {
   const { config } = o;
-  const dir = privateTempDir("snf-image-");
-  const paramsFile = join(dir, "params.json");
-  // 0600 from the first byte: the document may carry a password.
-  writeFileSync(paramsFile, encodeParams(o.doc), { mode: 0o600 });
 
   const accel = await chooseAccel(config.HELPER_ACCEL, {
     image: o.image,
@@ -130,7 +114,8 @@ export async function runCustomization(o: {
     image: o.image,
     qemu: config.QEMU,
     disks: o.env.disks.filter((d) => d.path).map((d) => ({ path: d.path!, serial: diskSerial(d.index) })),
-    paramsFile,
+    // the document may carry a password and host keys: it goes to qemu in memory, never to disk
+    params: encodeParams(o.doc),
     accel: accel.accel,
     memoryMiB: config.HELPER_MEMORY,
     user: config.HELPER_USER,
@@ -150,7 +135,6 @@ export async function runCustomization(o: {
       else log.info(`helper: ${e.text}`);
     },
   });
-  rmSync(paramsFile, { force: true });
   if (outcome.monitorError) log.warn(`helper monitor channel closed: ${outcome.monitorError}`);
   const secs = (outcome.durationMs / 1000).toFixed(1);
   if (outcome.aborted) throw new SnfError("deployment cancelled: the helper VM was stopped");

@@ -7,7 +7,7 @@
  * Everything that can be checked before the disk is touched is checked first.
  */
 import type { Config } from "./config.ts";
-import { runCustomization, helperParams, mergeProperties, privateTempDir } from "./customize.ts";
+import { runCustomization, helperParams, mergeProperties } from "./customize.ts";
 import { openTarget } from "./disk/target.ts";
 import { writeImage } from "./disk/writer.ts";
 import { SnfError } from "./errors.ts";
@@ -62,7 +62,7 @@ export async function deploy(env: GanetiEnv, config: Config, monitor: Monitor, s
   const keysWanted = !["EXCLUDE_ALL_TASKS", "EXCLUDE_MOUNTED_TASKS", "EXCLUDE_TASK_DELETESSHKEYS"].some((k) => isYes(props[k])) && !/^windows/i.test(props.OSFAMILY ?? "");
   const startHostKeys = (): Promise<HostKey[]> => {
     if (!keysWanted) return Promise.resolve([]);
-    const p = generateHostKeys(privateTempDir("snf-image-keys-"), `root@${env.instance!.name}`);
+    const p = generateHostKeys(`root@${env.instance!.name}`);
     p.catch(() => {});
     return p;
   };

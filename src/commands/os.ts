@@ -8,14 +8,27 @@ import { defineCommand } from "citty";
 import { loadConfig } from "../config.ts";
 import { deploy, renameGuest } from "../deploy.ts";
 import { parseGanetiEnv, type Script } from "../ganeti/env.ts";
+import { describeSweep, sweepLeftovers } from "../leftovers.ts";
 import { log, setDebug } from "../log.ts";
 import { openMonitor } from "../monitor.ts";
 import { checkParams, mergeParams } from "../params.ts";
 import { exportDisk, importDisk } from "../transfer.ts";
 import { runScript } from "./run.ts";
 
+/**
+ * Parse the Ganeti environment, then drop the OS parameters (OSP_IMG_PASSWD…)
+ * from this process's environment, so that no child (qemu, ssh-keygen, the
+ * progress monitor, decompressors) can inherit them.
+ */
+function takeGanetiEnv(script: Script) {
+  const env = parseGanetiEnv(script);
+  for (const k of Object.keys(process.env)) if (k.startsWith("OSP_")) delete process.env[k];
+  return env;
+}
+
 async function create(signal: AbortSignal): Promise<void> {
-  const env = parseGanetiEnv("create");
+  sweep();
+  const env = takeGanetiEnv("create");
   const config = loadConfig();
   setDebug(config.IMAGE_DEBUG || env.debugLevel > 0);
   for (const w of config.warnings) log.warn(w);
@@ -36,7 +49,8 @@ async function create(signal: AbortSignal): Promise<void> {
 }
 
 async function rename(signal: AbortSignal): Promise<void> {
-  const env = parseGanetiEnv("rename");
+  sweep();
+  const env = takeGanetiEnv("rename");
   if (env.instance!.oldName === env.instance!.name) {
     // Ganeti also calls rename after every import, with the same name: leave the disk untouched.
     log.info(`instance name ${env.instance!.name} is unchanged: nothing to rename`);
@@ -52,10 +66,16 @@ async function rename(signal: AbortSignal): Promise<void> {
   }
 }
 
+/** Remove what dead runs left behind (never a live run's), and say so in one line. */
+function sweep(): void {
+  const line = describeSweep(sweepLeftovers());
+  if (line) log.warn(line);
+}
+
 async function verify(args: string[]): Promise<void> {
   const checks = args.length ? args : ["parameters"];
   for (const c of checks) if (c !== "parameters") throw new Error(`unknown check ${JSON.stringify(c)}: only "parameters" exists`);
-  const env = parseGanetiEnv("verify");
+  const env = takeGanetiEnv("verify");
   const config = loadConfig();
   const { problems } = checkParams(mergeParams(config, env.osp), { forVerify: true });
   if (problems.length) {
@@ -90,8 +110,8 @@ export const osCommand = defineCommand({
   meta: { name: "os", description: "Ganeti OS API entry points (called by the scripts in the OS definition directory)" },
   subCommands: {
     create: scriptCommand("create", (s) => create(s)),
-    import: scriptCommand("import", (s) => importDisk(parseGanetiEnv("import"), s)),
-    export: scriptCommand("export", (s) => exportDisk(parseGanetiEnv("export"), s)),
+    import: scriptCommand("import", (s) => importDisk(takeGanetiEnv("import"), s)),
+    export: scriptCommand("export", (s) => exportDisk(takeGanetiEnv("export"), s)),
     rename: scriptCommand("rename", (s) => rename(s)),
     verify: scriptCommand("verify", (_s, a) => verify(a)),
   },

@@ -10,6 +10,7 @@ import { checkGaneti } from "./ganeti-check.ts";
 import { checkDiskWipe } from "./wipe-check.ts";
 import { checkHelperImage } from "./helper-check.ts";
 import { checkImageDir } from "./images.ts";
+import { checkLeftovers } from "./leftovers-check.ts";
 import { checkOsDefinition } from "./osdef-check.ts";
 import { checkQemu } from "./qemu-check.ts";
 import { type CheckId, type CheckOutcome, type CheckResult, type DoctorReport, fail, warn } from "./schema.ts";
@@ -44,6 +45,7 @@ export async function runDoctor(o: DoctorOptions = {}): Promise<DoctorReport> {
   };
 
   const { config } = await timed("config", () => checkConfig(env));
+  await timed("leftovers", () => checkLeftovers());
   await timed("image-dir", () => checkImageDir(config.IMAGE_DIR));
   const helper = await timed("helper-image", () => checkHelperImage(config.HELPER_DIR));
   const qemu = await timed("qemu", () => checkQemu(config.QEMU));

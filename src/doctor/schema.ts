@@ -7,6 +7,7 @@ import { IMAGE_FORMATS, oneLine } from "../protocol.ts";
 
 export const CHECK_IDS = [
   "config",
+  "leftovers",
   "image-dir",
   "helper-image",
   "qemu",

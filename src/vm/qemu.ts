@@ -9,12 +9,20 @@
  * Channels: qemu connects as a client to three unix sockets the host listens
  * on (before -runas drops privileges), so nothing the guest writes touches
  * the host's disk and every byte goes through a bounded reader.
+ *
+ * Crash safety: qemu runs on a leash (leashCommand) so that it never outlives
+ * its run, whatever kills the run: the parameters (password, host keys) go in
+ * an inherited memfd that never touches a filesystem, the environment is
+ * minimal, and setpriv/unshare/timeout tie qemu's life to this process and to
+ * the hard deadline (see docs/architecture.md, "Crash safety").
  */
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { Socket, UnixSocketListener } from "bun";
 import { onCleanup } from "../cleanup.ts";
+import { runTempDir } from "../leftovers.ts";
+import { memfdWith } from "./memfd.ts";
 import { requireQemu } from "./qemu-bin.ts";
 import { SnfError } from "../errors.ts";
 import { log } from "../log.ts";
@@ -44,7 +52,8 @@ export interface HelperVmOptions {
   qemu?: string;
   image: ReturnType<typeof loadHelperImage>;
   disks: HelperVmDisk[];
-  paramsFile: string;
+  /** The parameter document (may carry secrets): handed to qemu in a memfd, never written to disk. */
+  params: string;
   accel: "kvm" | "tcg";
   memoryMiB: number;
   user: string;
@@ -95,7 +104,39 @@ export function kernelCommandLine(o: Pick<HelperVmOptions, "accel" | "debug">, t
   return args.join(" ");
 }
 
-/** The full argv (pure given ctx). No secret is ever part of it: params go by file. */
+/** qemu's parameter fd: the first after stdin/stdout/stderr. */
+export const PARAMS_FD = 3;
+/** qemu's whole environment: nothing from Ganeti (OSP_IMG_PASSWD…) or from the caller. */
+export const QEMU_ENV: Record<string, string> = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", LANG: "C" };
+
+/**
+ * The leash in front of qemu's argv, so that qemu dies with its run and at the
+ * hard deadline even when nothing is left to kill it:
+ *  - setpriv --pdeathsig KILL: unshare is killed when this process dies (even by SIGKILL);
+ *  - unshare --pid --fork --kill-child: `timeout` becomes PID 1 of a new PID namespace and is
+ *    killed when unshare dies; when a namespace's PID 1 dies the kernel kills every process in
+ *    it, qemu included. (qemu itself cannot carry a parent-death signal: -runas clears it.)
+ *  - timeout -s KILL DEADLINE: kills qemu at soft+hard timeout even if this process hangs.
+ * Signals for qemu go to `timeout` (it forwards SIGTERM to qemu); SIGKILL to it ends them all.
+ */
+export function leashCommand(deadlineSec: number, tools: { setpriv: string; unshare: string; timeout: string } = { setpriv: "setpriv", unshare: "unshare", timeout: "timeout" }): string[] {
+  return [
+    tools.setpriv, "--pdeathsig", "KILL", "--",
+    tools.unshare, "--pid", "--fork", "--kill-child=KILL", "--",
+    tools.timeout, "--signal=KILL", `${Math.max(1, Math.ceil(deadlineSec))}s`,
+  ];
+}
+
+function leashTools(): { setpriv: string; unshare: string; timeout: string } {
+  const find = (name: string, pkg: string) => {
+    const p = Bun.which(name, { PATH: QEMU_ENV.PATH! });
+    if (!p) throw new SnfError(`${name} not found: install ${pkg}`);
+    return p;
+  };
+  return { setpriv: find("setpriv", "util-linux"), unshare: find("unshare", "util-linux"), timeout: find("timeout", "coreutils") };
+}
+
+/** The full argv (pure given ctx). No secret is ever part of it: params go by an inherited fd. */
 export function qemuCommandLine(o: HelperVmOptions, ctx: QemuContext = { runDir: "/run/snf-image/vm", tscKhz: hostTscKhz() }): string[] {
   const a: string[] = [QEMU, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"];
   // Under TCG the translated-code cache may grow to 1 GiB of host memory. Bound it: measured on
@@ -119,7 +160,7 @@ export function qemuCommandLine(o: HelperVmOptions, ctx: QemuContext = { runDir:
     "-drive", `id=tools,if=none,format=raw,file.driver=file,file.filename=${q(o.image.tools)},readonly=on`,
     "-device", `virtio-blk-device,drive=tools,serial=${TOOLS_DISK_SERIAL}`,
   );
-  a.push("-fw_cfg", `name=${FWCFG_PARAMS},file=${q(o.paramsFile)}`);
+  a.push("-fw_cfg", `name=${FWCFG_PARAMS},file=/proc/self/fd/${PARAMS_FD}`);
   a.push("-device", "virtio-rng-device");
   a.push("-chardev", `socket,id=console,path=${q(channelPath(ctx.runDir, "console"))}`, "-serial", "chardev:console");
   a.push("-chardev", `socket,id=result,path=${q(channelPath(ctx.runDir, "result"))}`, "-device", "isa-serial,chardev=result,index=1");
@@ -185,9 +226,7 @@ function listenChannel(file: string, onData: (b: Uint8Array) => void, onEnd: () 
 export async function runHelperVm(o: HelperVmOptions): Promise<HelperVmOutcome> {
   const started = performance.now();
   const qemu = requireQemu(o.qemu ?? QEMU);
-  const pst = fs.statSync(o.paramsFile, { throwIfNoEntry: false });
-  if (!pst?.isFile()) throw new SnfError(`helper parameters file ${o.paramsFile} not found`);
-  if (pst.mode & 0o077) throw new SnfError(`helper parameters file ${o.paramsFile} must not be readable by others (mode 0600)`);
+  const leash = leashTools();
   if (!(o.memoryMiB >= 64 && o.memoryMiB <= 65536)) throw new SnfError(`bad helper VM memory ${o.memoryMiB} MiB`);
   if (!(o.softTimeoutSec > 0 && o.hardTimeoutSec >= 0)) throw new SnfError("bad helper VM timeouts");
   const disks = o.disks.map((d) => ({ ...probeDisk(d.path), ...d }));
@@ -197,8 +236,7 @@ export async function runHelperVm(o: HelperVmOptions): Promise<HelperVmOutcome> 
 
   // unix socket paths are limited to 107 bytes
   const base = os.tmpdir().length > 60 ? "/tmp" : os.tmpdir();
-  const runDir = fs.mkdtempSync(path.join(base, "snf-vm-"));
-  fs.chmodSync(runDir, 0o700);
+  const runDir = runTempDir("vm", base);
   const undoDir = onCleanup(`remove ${runDir}`, () => fs.rmSync(runDir, { recursive: true, force: true }));
 
   const consoleR = new ConsoleReader(o.onConsoleLine ?? ((l) => log.info(`helper: ${l}`)));
@@ -217,9 +255,29 @@ export async function runHelperVm(o: HelperVmOptions): Promise<HelperVmOutcome> 
   const undoListeners = onCleanup("stop helper VM channel listeners", stopListeners);
 
   let proc: ReturnType<typeof Bun.spawn> | null = null;
-  const killNow = () => {
-    if (proc && proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+  const running = () => proc !== null && proc.exitCode === null && proc.signalCode === null;
+  /** PID 1 of qemu's namespace (`timeout`), once unshare has forked it. */
+  const nsInit = (): number | null => {
+    if (!proc) return null;
+    try {
+      const kids = fs.readFileSync(`/proc/${proc.pid}/task/${proc.pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean);
+      return kids.length ? Number(kids[0]) : null;
+    } catch {
+      return null;
+    }
   };
+  /** SIGTERM reaches qemu through `timeout`; SIGKILL to the namespace's PID 1 kills everything in it. */
+  const signalVm = (sig: "SIGTERM" | "SIGKILL") => {
+    if (!running()) return;
+    const init = nsInit();
+    try {
+      if (init) process.kill(init, sig);
+      else proc!.kill(sig);
+    } catch {
+      proc!.kill(sig);
+    }
+  };
+  const killNow = () => signalVm("SIGKILL");
   let undoProc = () => {};
   const timers: ReturnType<typeof setTimeout>[] = [];
   let timedOut: "soft" | "hard" | null = null;
@@ -233,16 +291,17 @@ export async function runHelperVm(o: HelperVmOptions): Promise<HelperVmOutcome> 
     if (!proc || terminating) return;
     terminating = true;
     if (reason) timedOut = reason;
-    proc.kill("SIGTERM");
+    signalVm("SIGTERM");
     timers.push(
       setTimeout(() => {
-        if (proc && proc.exitCode === null && proc.signalCode === null) {
+        if (running()) {
           if (reason) timedOut = "hard";
-          proc.kill("SIGKILL");
+          signalVm("SIGKILL");
         }
       }, graceMs),
     );
   };
+  let paramsFd: number | null = null;
 
   try {
     channels.push(
@@ -253,7 +312,12 @@ export async function runHelperVm(o: HelperVmOptions): Promise<HelperVmOutcome> 
     const argv = qemuCommandLine({ ...o, disks }, { runDir, tscKhz: hostTscKhz() });
     argv[0] = qemu;
     log.debug(`starting helper VM: ${argv.join(" ")}`);
-    proc = Bun.spawn(argv, { stdin: "ignore", stdout: "ignore", stderr: "pipe" });
+    paramsFd = memfdWith("snf-image-params", o.params);
+    const deadline = o.softTimeoutSec + o.hardTimeoutSec;
+    proc = Bun.spawn([...leashCommand(deadline, leash), ...argv], { stdio: ["ignore", "ignore", "pipe", paramsFd], env: QEMU_ENV });
+    // qemu holds its own copy of the fd: ours goes at once (qemu reads it before it drops privileges)
+    fs.closeSync(paramsFd);
+    paramsFd = null;
     process.on("exit", killNow);
     undoProc = onCleanup("kill helper VM", async () => {
       killNow();
@@ -268,6 +332,8 @@ export async function runHelperVm(o: HelperVmOptions): Promise<HelperVmOutcome> 
     await Promise.race([Promise.all(channels.map((c) => c.closed)), Bun.sleep(1000)]);
     const errText = await Promise.race([stderrTail, Bun.sleep(1000).then(() => "")]);
     const sig = proc.signalCode != null ? String(proc.signalCode) : null;
+    // `timeout` exits 124 when it killed qemu at the deadline (it may beat our own hard timer)
+    if (exitCode === 124 && !aborted) timedOut = "hard";
     const outcome: HelperVmOutcome = {
       result: resultR.result(),
       exitCode: sig ? null : exitCode,
@@ -283,6 +349,7 @@ export async function runHelperVm(o: HelperVmOptions): Promise<HelperVmOutcome> 
     }
     return outcome;
   } finally {
+    if (paramsFd !== null) fs.closeSync(paramsFd);
     for (const t of timers) clearTimeout(t);
     o.signal?.removeEventListener("abort", onAbort);
     killNow();

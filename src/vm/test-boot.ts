@@ -3,9 +3,9 @@
  * nothing else. Used by `snf-image doctor` and by the KVM probe (accel-probe.ts).
  */
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { onCleanup } from "../cleanup.ts";
+import { runTempDir } from "../leftovers.ts";
 import { diskSerial, encodeParams, type HelperParamsInput, PROTOCOL_VERSION } from "../protocol.ts";
 import { makeProbeDisk } from "./probe-disk.ts";
 import { runHelperVm, type HelperVmOptions, type HelperVmOutcome } from "./qemu.ts";
@@ -23,16 +23,13 @@ export function probeParams(): HelperParamsInput {
   };
 }
 
-export async function testBootHelper(o: Omit<HelperVmOptions, "disks" | "paramsFile">): Promise<HelperVmOutcome> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "snf-probe-"));
-  fs.chmodSync(dir, 0o700);
+export async function testBootHelper(o: Omit<HelperVmOptions, "disks" | "params">): Promise<HelperVmOutcome> {
+  const dir = runTempDir("image");
   const undo = onCleanup(`remove ${dir}`, () => fs.rmSync(dir, { recursive: true, force: true }));
   try {
     const disk = path.join(dir, "disk.raw");
     await makeProbeDisk(disk);
-    const paramsFile = path.join(dir, "params.json");
-    fs.writeFileSync(paramsFile, encodeParams(probeParams()), { mode: 0o600 });
-    return await runHelperVm({ ...o, disks: [{ path: disk, serial: diskSerial(0) }], paramsFile });
+    return await runHelperVm({ ...o, disks: [{ path: disk, serial: diskSerial(0) }], params: encodeParams(probeParams()) });
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
     undo();

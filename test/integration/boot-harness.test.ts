@@ -4,7 +4,7 @@
  * Needs root (image build); each boot is ~30 s under TCG on 2 cores.
  */
 import { afterAll, expect, test } from "bun:test";
-import { readdirSync, readFileSync } from "node:fs";
+import { qemuProper } from "../lib/deploy.ts";
 import { bootAndLogin, type Session } from "../lib/boot.ts";
 import { debianImage, type DebianImage } from "../lib/images.ts";
 
@@ -16,17 +16,7 @@ async function image(): Promise<DebianImage> {
 }
 
 /** qemu processes whose command line mentions this disk. */
-function qemuFor(disk: string): number[] {
-  const pids: number[] = [];
-  for (const d of readdirSync("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const cmd = readFileSync(`/proc/${d}/cmdline`, "utf8");
-      if (cmd.startsWith("qemu-system") && cmd.includes(disk)) pids.push(Number(d));
-    } catch {}
-  }
-  return pids;
-}
+const qemuFor = (disk: string): number[] => qemuProper(disk);
 
 afterAll(async () => {
   await session?.close();

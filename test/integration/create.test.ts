@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { HELPER_DIR, OS_DIR, ganetiEnv, runCreate, writeConfig, type CreateSpec, placeImage } from "../lib/deploy.ts";
+import { HELPER_DIR, leftovers, runCreate, type CreateSpec, placeImage } from "../lib/deploy.ts";
 import { debianImage, type DebianImage } from "../lib/images.ts";
 import { mountDisk, shadowHash, verifyCrypt } from "../lib/inspect.ts";
 
@@ -18,15 +18,9 @@ let msdos: DebianImage;
 let gpt: DebianImage;
 
 /** qemu processes working on this test's disks. */
-function qemuPids(): string[] {
-  const p = Bun.spawnSync(["pgrep", "-f", `qemu-system.*${work}`], { stdout: "pipe" });
-  return p.stdout.toString().trim().split("\n").filter(Boolean);
-}
+const qemuPids = () => leftovers(work, runTmp).qemu;
 /** Loop devices backed by this test's files (other work on the machine may use others). */
-function loopDevices(): string {
-  const all = Bun.spawnSync(["losetup", "-a"], { stdout: "pipe" }).stdout.toString();
-  return all.split("\n").filter((l) => work && l.includes(work)).join("\n");
-}
+const loopDevices = () => leftovers(work, runTmp).loops.join("\n");
 /** Every create in this file runs with TMPDIR=runTmp: whatever it leaves there is a leftover. */
 let runTmp: string;
 function tempLeftovers(): string[] {
@@ -190,27 +184,4 @@ describe("bad input and faults: one line, non-zero, nothing left behind", () => 
   }, 600_000);
 });
 
-describe("Ganeti cancelling the job", () => {
-  test("SIGTERM while the helper VM runs: the VM is killed, one line, nothing left behind", async () => {
-    const disk = freshDisk("cancel-disk");
-    const cfg = writeConfig(work, { IMAGE_DIR: imageDir, HELPER_DIR, HELPER_SOFT_TIMEOUT: "300" });
-    const env = ganetiEnv({ disks: [disk], osp: { img_id: "bookworm-msdos", img_format: "diskdump", img_passwd: PASSWORD }, extraEnv: { TMPDIR: runTmp } }, cfg);
-    const p = Bun.spawn([join(OS_DIR, "create")], { cwd: OS_DIR, env, stdout: "pipe", stderr: "pipe" });
-    let err = "";
-    const reader = (async () => {
-      const dec = new TextDecoder();
-      for await (const chunk of p.stderr as unknown as AsyncIterable<Uint8Array>) {
-        err += dec.decode(chunk);
-        if (err.includes("helper VM:") && qemuPids().length > 0 && !p.killed) p.kill("SIGTERM");
-      }
-    })();
-    const code = await p.exited;
-    await reader;
-    const last = err.trimEnd().split("\n").pop() ?? "";
-    expect(code).not.toBe(0);
-    expect(last).toMatch(/^snf-image create: ERROR: .*cancelled/);
-    await Bun.sleep(500);
-    expect(qemuPids()).toEqual([]);
-    expect(tempLeftovers()).toEqual([]);
-  }, 600_000);
-});
+// Cancelling (SIGTERM), SIGKILL and the hard timeout at every phase: faults-lifecycle.test.ts.

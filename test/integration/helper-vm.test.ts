@@ -32,21 +32,18 @@ beforeAll(async () => {
 
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 
-function paramsFile(mode: string): string {
-  const f = path.join(work, `params-${mode}.json`);
-  const text = encodeParams({
+function params(mode: string): string {
+  return encodeParams({
     protocol: PROTOCOL_VERSION, mode: "create", hostname: `fixture-${mode}`, imgFormat: "diskdump",
     properties: { FIXTURE_MODE: mode }, disks: [{ index: 0, serial: "snf-disk0" }],
   });
-  fs.writeFileSync(f, text, { mode: 0o600 });
-  return f;
 }
 
 async function run(mode: string, over: Partial<HelperVmOptions> = {}) {
   const consoleLines: string[] = [];
   const events: MonitorEvent[] = [];
   const outcome = await runHelperVm({
-    image, disks: [{ path: disk, serial: "snf-disk0" }], paramsFile: paramsFile(mode),
+    image, disks: [{ path: disk, serial: "snf-disk0" }], params: params(mode),
     accel: "tcg", memoryMiB: 256, user: "nobody", softTimeoutSec: 120, hardTimeoutSec: 5,
     onConsoleLine: (l) => consoleLines.push(l), onMonitorEvent: (e) => events.push(e), ...over,
   });

@@ -3,7 +3,7 @@
  * environment (only Ganeti's variables and PATH), cwd = the OS directory,
  * stdin closed, stdout+stderr into one log.
  */
-import { mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
@@ -87,8 +87,17 @@ export function ganetiEnv(spec: CreateSpec, configFile: string): Record<string, 
   return { ...env, ...spec.extraEnv };
 }
 
-/** Run one OS script of dist/os/snf-image as Ganeti would. */
-export async function runOsScript(spec: CreateSpec): Promise<ScriptRun> {
+export interface RunningScript {
+  proc: ReturnType<typeof Bun.spawn>;
+  /** stdout + stderr so far. */
+  output(): string;
+  /** Resolves once the output so far matches `re` (rejects when the script ends first). */
+  waitFor(re: RegExp): Promise<void>;
+  done: Promise<ScriptRun>;
+}
+
+/** Start one OS script of dist/os/snf-image as Ganeti would; its output is collected as it comes. */
+export function spawnOsScript(spec: CreateSpec): RunningScript {
   const dir = mkdtempSync(join(tmpdir(), "snf-test-"));
   const configFile = writeConfig(dir, {
     IMAGE_DIR: spec.imageDir ?? dir,
@@ -98,17 +107,58 @@ export async function runOsScript(spec: CreateSpec): Promise<ScriptRun> {
   });
   const script = spec.script ?? "create";
   const t0 = performance.now();
-  const p = Bun.spawn([join(OS_DIR, script), ...(script === "verify" ? ["parameters"] : [])], {
+  const proc = Bun.spawn([join(OS_DIR, script), ...(script === "verify" ? ["parameters"] : [])], {
     cwd: OS_DIR,
     env: ganetiEnv(spec, configFile),
     stdin: spec.stdin ?? "ignore",
     stdout: "pipe",
     stderr: "pipe",
   });
-  const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-  const output = script === "export" ? err : out + err;
-  const lines = output.trimEnd().split("\n");
-  return { code, output, lastLine: lines[lines.length - 1] ?? "", ms: performance.now() - t0 };
+  let out = "";
+  let err = "";
+  const waiters: { re: RegExp; resolve: () => void; reject: (e: Error) => void }[] = [];
+  const check = () => {
+    for (const w of [...waiters]) {
+      if (w.re.test(out + err)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve();
+      }
+    }
+  };
+  const pump = async (stream: ReadableStream<Uint8Array>, add: (s: string) => void) => {
+    const dec = new TextDecoder();
+    for await (const chunk of stream as unknown as AsyncIterable<Uint8Array>) {
+      add(dec.decode(chunk, { stream: true }));
+      check();
+    }
+  };
+  const done = (async (): Promise<ScriptRun> => {
+    const [, , code] = await Promise.all([
+      pump(proc.stdout as ReadableStream<Uint8Array>, (s) => (out += s)),
+      pump(proc.stderr as ReadableStream<Uint8Array>, (s) => (err += s)),
+      proc.exited,
+    ]);
+    for (const w of waiters.splice(0)) w.reject(new Error(`${script} ended (code ${code}) before ${w.re}:\n${(out + err).slice(-3000)}`));
+    const output = script === "export" ? err : out + err;
+    const lines = output.trimEnd().split("\n");
+    return { code, output, lastLine: lines[lines.length - 1] ?? "", ms: performance.now() - t0 };
+  })();
+  return {
+    proc,
+    output: () => out + err,
+    waitFor: (re) =>
+      new Promise<void>((resolve, reject) => {
+        if (re.test(out + err)) return resolve();
+        if (proc.exitCode !== null || proc.signalCode !== null) return reject(new Error(`${script} already ended before ${re}`));
+        waiters.push({ re, resolve, reject });
+      }),
+    done,
+  };
+}
+
+/** Run one OS script of dist/os/snf-image as Ganeti would. */
+export function runOsScript(spec: CreateSpec): Promise<ScriptRun> {
+  return spawnOsScript(spec).done;
 }
 
 export function runCreate(spec: CreateSpec): Promise<ScriptRun> {
@@ -129,11 +179,35 @@ export function placeImage(src: string, dest: string): void {
  * running as children of the test (a decompressor, qemu), entries in the
  * run's TMPDIR, and files under it that hold `secret`.
  */
-export function leftovers(work: string, runTmp: string, secret?: string): { qemu: string[]; loops: string[]; children: string[]; temp: string[]; secretIn: string[] } {
+export function leftovers(work: string, runTmp: string, secret?: string | string[]): { qemu: string[]; loops: string[]; children: string[]; temp: string[]; secretIn: string[] } {
   const qemu = Bun.spawnSync(["pgrep", "-f", `qemu-system.*${work}`], { stdout: "pipe" }).stdout.toString().trim().split("\n").filter(Boolean);
   const loops = Bun.spawnSync(["losetup", "-a"], { stdout: "pipe" }).stdout.toString().split("\n").filter((l) => l.includes(work));
   const children = Bun.spawnSync(["pgrep", "-P", String(process.pid)], { stdout: "pipe" }).stdout.toString().trim().split("\n").filter(Boolean);
   const temp = readdirSync(runTmp);
-  const secretIn = secret ? Bun.spawnSync(["grep", "-rlF", "--", secret, runTmp], { stdout: "pipe" }).stdout.toString().trim().split("\n").filter(Boolean) : [];
+  const secrets = secret === undefined ? [] : [secret].flat();
+  const secretIn = secrets.length ? Bun.spawnSync(["grep", "-rlF", ...secrets.flatMap((x) => ["-e", x]), "--", runTmp], { stdout: "pipe" }).stdout.toString().trim().split("\n").filter(Boolean) : [];
   return { qemu, loops, children, temp, secretIn };
+}
+
+/** The qemu process proper (argv[0] is qemu, not its setpriv/unshare/timeout leash) whose command line mentions `marker`. */
+export function qemuProper(marker: string): number[] {
+  const pids: number[] = [];
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const argv = readFileSync(`/proc/${d}/cmdline`, "utf8");
+      if (/^[^\0]*qemu-system[^/\0]*\0/.test(argv) && argv.includes(marker)) pids.push(Number(d));
+    } catch {}
+  }
+  return pids;
+}
+
+/** Poll until f() is true; resolves with the time it took, or null after timeoutMs. */
+export async function until(f: () => boolean, timeoutMs: number, stepMs = 20): Promise<number | null> {
+  const t0 = performance.now();
+  while (!f()) {
+    if (performance.now() - t0 > timeoutMs) return null;
+    await Bun.sleep(stepMs);
+  }
+  return performance.now() - t0;
 }

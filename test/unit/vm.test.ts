@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import { decideAccel, detectAccel } from "../../src/vm/accel.ts";
 import { CONSOLE_MAX_BYTES, ConsoleReader, MonitorReader, RESULT_MAX_BYTES, ResultReader } from "../../src/vm/channels.ts";
-import { type HelperVmOptions, qemuCommandLine } from "../../src/vm/qemu.ts";
+import { type HelperVmOptions, QEMU_ENV, leashCommand, qemuCommandLine } from "../../src/vm/qemu.ts";
 import { FWCFG_PARAMS, MONITOR_MAX_LINES, type MonitorEvent, TOOLS_DISK_SERIAL, decodeMonitor, decodeResult, oneLine } from "../../src/protocol.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -19,7 +19,7 @@ function opts(over: Partial<HelperVmOptions> = {}): HelperVmOptions {
       { path: "/dev/xenvg/disk0", serial: "snf-disk0" },
       { path: "/srv/ganeti/file,with,commas.img", serial: "snf-disk1", readOnly: true, cache: "writeback" },
     ],
-    paramsFile: "/run/snf/params.json",
+    params: "{}",
     accel: "tcg",
     memoryMiB: 256,
     user: "nobody",
@@ -74,7 +74,7 @@ describe("qemuCommandLine", () => {
     ]);
     expect(values(a, "-device")).toContain("isa-serial,chardev=result,index=1");
     expect(values(a, "-device")).toContain("isa-serial,chardev=monitor,index=2");
-    expect(values(a, "-fw_cfg")).toEqual([`name=${FWCFG_PARAMS},file=/run/snf/params.json`]);
+    expect(values(a, "-fw_cfg")).toEqual([`name=${FWCFG_PARAMS},file=/proc/self/fd/3`]);
   });
 
   test("accelerator specific cpu and kernel arguments", () => {
@@ -92,10 +92,23 @@ describe("qemuCommandLine", () => {
 
   test("no password anywhere in argv", () => {
     const secret = "S3cret-pa55word";
-    const a = qemuCommandLine(opts({ paramsFile: "/run/snf/params.json" }), ctx).join(" ");
+    const a = qemuCommandLine(opts({ params: JSON.stringify({ password: secret }) }), ctx).join(" ");
     expect(a).not.toContain(secret);
     expect(a).not.toMatch(/password/i);
     expect(a).not.toContain("string=");
+  });
+});
+
+describe("leash", () => {
+  test("pdeathsig, a PID namespace killed with its parent, and a deadline", () => {
+    expect(leashCommand(12.5)).toEqual([
+      "setpriv", "--pdeathsig", "KILL", "--",
+      "unshare", "--pid", "--fork", "--kill-child=KILL", "--",
+      "timeout", "--signal=KILL", "13s",
+    ]);
+  });
+  test("qemu's environment is fixed, nothing inherited", () => {
+    expect(Object.keys(QEMU_ENV).sort()).toEqual(["LANG", "PATH"]);
   });
 });
 
