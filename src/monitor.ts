@@ -34,6 +34,8 @@ export function openMonitor(o: { program: string; instance: string; intervalMs?:
         stdin: "pipe",
         stdout: "inherit",
         stderr: "inherit",
+        // explicitly: Bun's default is the environment at start, with the OSP_* the OS scripts drop
+        env: process.env,
       });
     } catch (e) {
       log.warn(`PROGRESS_MONITOR ${o.program} could not start: ${(e as Error).message}`);

@@ -18,7 +18,8 @@ import { runScript } from "./run.ts";
 /**
  * Parse the Ganeti environment, then drop the OS parameters (OSP_IMG_PASSWD…)
  * from this process's environment, so that no child (qemu, ssh-keygen, the
- * progress monitor, decompressors) can inherit them.
+ * progress monitor, decompressors) can inherit them. Bun.spawn's default
+ * environment is the one at start: every spawn passes `env` explicitly.
  */
 function takeGanetiEnv(script: Script) {
   const env = parseGanetiEnv(script);

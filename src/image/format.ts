@@ -83,7 +83,8 @@ export function decompress(stream: ReadableStream<Uint8Array>, kind: Compression
   const argv = [kind, "-dc"];
   let proc: ReturnType<typeof Bun.spawn<"pipe", "pipe", "pipe">>;
   try {
-    proc = Bun.spawn(argv, { stdin: (file ? file.fd : "pipe") as "pipe", stdout: "pipe", stderr: "pipe" });
+    // env: process.env explicitly: Bun's default is the environment at start, OSP_* included
+    proc = Bun.spawn(argv, { stdin: (file ? file.fd : "pipe") as "pipe", stdout: "pipe", stderr: "pipe", env: process.env });
   } catch (e) {
     throw new SnfError(`cannot run ${kind} to decompress the image (${errorMessage(e)})`);
   }

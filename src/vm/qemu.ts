@@ -302,6 +302,8 @@ export async function runHelperVm(o: HelperVmOptions): Promise<HelperVmOutcome> 
     );
   };
   let paramsFd: number | null = null;
+  const deadline = o.softTimeoutSec + o.hardTimeoutSec;
+  let spawnedAt = 0;
 
   try {
     channels.push(
@@ -313,7 +315,7 @@ export async function runHelperVm(o: HelperVmOptions): Promise<HelperVmOutcome> 
     argv[0] = qemu;
     log.debug(`starting helper VM: ${argv.join(" ")}`);
     paramsFd = memfdWith("snf-image-params", o.params);
-    const deadline = o.softTimeoutSec + o.hardTimeoutSec;
+    spawnedAt = performance.now();
     proc = Bun.spawn([...leashCommand(deadline, leash), ...argv], { stdio: ["ignore", "ignore", "pipe", paramsFd], env: QEMU_ENV });
     // qemu holds its own copy of the fd: ours goes at once (qemu reads it before it drops privileges)
     fs.closeSync(paramsFd);
@@ -332,8 +334,9 @@ export async function runHelperVm(o: HelperVmOptions): Promise<HelperVmOutcome> 
     await Promise.race([Promise.all(channels.map((c) => c.closed)), Bun.sleep(1000)]);
     const errText = await Promise.race([stderrTail, Bun.sleep(1000).then(() => "")]);
     const sig = proc.signalCode != null ? String(proc.signalCode) : null;
-    // `timeout` exits 124 when it killed qemu at the deadline (it may beat our own hard timer)
-    if (exitCode === 124 && !aborted) timedOut = "hard";
+    // the leash's `timeout` killed qemu at the deadline (it may beat our own hard timer, e.g. when
+    // this process was stopped): it exits 137 (128 + SIGKILL)
+    if (!aborted && !sig && (exitCode === 124 || exitCode === 137) && performance.now() - spawnedAt >= deadline * 1000) timedOut = "hard";
     const outcome: HelperVmOutcome = {
       result: resultR.result(),
       exitCode: sig ? null : exitCode,

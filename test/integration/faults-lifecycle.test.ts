@@ -6,7 +6,7 @@
  * qemu, no loop device, no temp file or directory, no secret under TMPDIR.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { leftovers, placeImage, qemuProper, runCreate, spawnOsScript, until, type CreateSpec } from "../lib/deploy.ts";
 import { debianImage, type DebianImage } from "../lib/images.ts";
@@ -169,13 +169,25 @@ describe("create cancelled with SIGTERM (Ganeti cancelling the job)", () => {
     await expectClean();
   }, 120_000);
 
-  test("during the copy", async () => {
-    const run = spawnOsScript(spec({ osp: { img_id: `http://127.0.0.1:${server.port}/slow.img` } }));
-    await run.waitFor(/Starting image copy/);
+  test("during the copy (and the progress monitor inherits no OSP_*)", async () => {
+    const monitorEnv = join(work, "monitor-env");
+    const monitor = join(work, "monitor.sh");
+    const monitorLog = join(work, "monitor-log");
+    writeFileSync(monitor, `#!/bin/sh\nenv > ${monitorEnv}\nexec cat > ${monitorLog}\n`);
+    chmodSync(monitor, 0o755);
+    rmSync(monitorLog, { force: true });
+    const run = spawnOsScript(spec({ osp: { img_id: `http://127.0.0.1:${server.port}/slow.img` }, config: { PROGRESS_MONITOR: monitor } }));
+    // with PROGRESS_MONITOR the progress messages go to the monitor, not to the log
+    const copying = () => existsSync(monitorLog) && readFileSync(monitorLog, "utf8").includes("Starting image copy");
+    expect(await until(copying, 60_000)).not.toBeNull();
     await Bun.sleep(300);
     run.proc.kill("SIGTERM");
     const r = await run.done;
     expectOneLineFailure(r, /cancel/);
+    const env = readFileSync(monitorEnv, "utf8");
+    expect(env).toContain("INSTANCE_NAME=life.example.org");
+    expect(env).not.toContain("OSP_");
+    expect(env).not.toContain(PASSWORD);
     await expectClean();
   }, 120_000);
 
@@ -203,6 +215,22 @@ describe("helper VM timeouts", () => {
     chmodSync(wrapper, 0o755);
     const r = await runCreate(spec({ config: { QEMU: wrapper, HELPER_SOFT_TIMEOUT: "3", HELPER_HARD_TIMEOUT: "3" } }));
     expectOneLineFailure(r, /ignored SIGTERM for HELPER_HARD_TIMEOUT=3 s .* killed with SIGKILL/);
+    await expectClean();
+  }, 300_000);
+});
+
+describe("create frozen", () => {
+  test("SIGSTOP while the helper runs: qemu is still killed at HELPER_SOFT_TIMEOUT + HELPER_HARD_TIMEOUT", async () => {
+    const run = await createUntilHelper(spec({ config: { HELPER_SOFT_TIMEOUT: "4", HELPER_HARD_TIMEOUT: "2" } }));
+    run.proc.kill("SIGSTOP");
+    try {
+      // nothing in create can act now: only the leash's `timeout` ends qemu
+      expect(await until(() => qemuProper(work).length === 0, 120_000)).not.toBeNull();
+    } finally {
+      run.proc.kill("SIGCONT");
+    }
+    const r = await run.done;
+    expectOneLineFailure(r, /ignored SIGTERM for HELPER_HARD_TIMEOUT=2 s/);
     await expectClean();
   }, 300_000);
 });
