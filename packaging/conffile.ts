@@ -30,6 +30,9 @@ export const SETTING_HELP: Record<Key, string> = {
   CONFIG_URL_MAX_BYTES: "Largest document config_url may return, in bytes.",
   ZERO_DISK_TAIL: "Zero the disk past the image (old data of a reused disk): no, cheap (only where no data is written: file hole punch, offloaded write-zeroes) or always.",
   WINDOWS_TIMEZONE: "Time zone written into generated Windows answer files (unattend.xml TimeZone; its index in sysprep.inf).",
+  IMAGE_VERIFY:
+    "Check images against a signed SHA256SUMS/SHA512SUMS file next to them: off, if-present (check when a sums file lists the image; it must then be signed by IMAGE_KEYRING) or required (refuse images no signed sums file lists).",
+  IMAGE_KEYRING: "OpenPGP keyring (gpgv --keyring) whose keys may sign the sums files, e.g. /usr/share/keyrings/debian-archive-keyring.gpg.",
 };
 
 /** Default of a setting as written in the file (string form). */

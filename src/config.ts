@@ -128,6 +128,8 @@ export const ConfigSchema = v.object({
   ZERO_DISK_TAIL: v.optional(v.picklist(["no", "cheap", "always"], "must be no, cheap or always"), "cheap"),
   WINDOWS_TIMEZONE: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9 .+()-]{1,64}$/, "must be a Windows time zone name such as GMT Standard Time")), "GMT Standard Time"),
   CONFIG_URL_MAX_BYTES: v.optional(PositiveInt(1024, 64 * 1024 * 1024), String(1024 * 1024)),
+  IMAGE_VERIFY: v.optional(v.picklist(["off", "if-present", "required"], "must be off, if-present or required"), "off"),
+  IMAGE_KEYRING: v.optional(v.union([v.literal(""), AbsPath], "must be an absolute path"), ""),
 });
 export type Config = v.InferOutput<typeof ConfigSchema> & {
   /** The file that was read, or null when defaults are used. */

@@ -18,12 +18,18 @@ import { runHelperVm } from "./vm/qemu.ts";
 
 export type HelperImage = ReturnType<typeof loadHelperImage>;
 
+/**
+ * What a deployment needs from its caller: `create` passes its GanetiEnv,
+ * `snf-image deploy` builds this from its command line.
+ */
+export type DeployInput = Pick<GanetiEnv, "osp" | "disks" | "nics"> & { instance?: { name: string } };
+
 /** Image properties: host-set < img_properties < inst_properties (keys upper-case). */
 export function mergeProperties(hostSet: Record<string, string>, params: Pick<DeployParams, "imgProperties" | "instProperties">): Record<string, string> {
   return { ...hostSet, ...params.imgProperties, ...params.instProperties };
 }
 
-export function nicsForHelper(env: GanetiEnv): Nic[] {
+export function nicsForHelper(env: Pick<DeployInput, "nics">): Nic[] {
   return env.nics.map((n) => ({
     index: n.index,
     mac: n.mac,
@@ -47,7 +53,7 @@ export function nicsForHelper(env: GanetiEnv): Nic[] {
 
 export function helperParams(o: {
   mode: "create" | "rename";
-  env: GanetiEnv;
+  env: DeployInput;
   config: Config;
   params?: DeployParams;
   hostProperties?: Record<string, string>;
@@ -92,7 +98,7 @@ export interface CustomizeOutcome {
 /** Boot the helper VM over the instance's disks and judge its result. */
 export async function runCustomization(o: {
   image: HelperImage;
-  env: GanetiEnv;
+  env: DeployInput;
   config: Config;
   doc: HelperParamsInput;
   monitor: Monitor;
@@ -123,7 +129,7 @@ export async function runCustomization(o: {
     hardTimeoutSec: config.HELPER_HARD_TIMEOUT,
     debug: config.HELPER_DEBUG,
     signal: o.signal,
-    onConsoleLine: (line) => process.stderr.write(`HELPER: ${line}\n`),
+    onConsoleLine: (line) => (o.monitor.consoleLine ? o.monitor.consoleLine(line) : process.stderr.write(`HELPER: ${line}\n`)),
     onMonitorEvent: (e) => {
       o.monitor.helperEvent(e);
       if (e.kind === "TASK_END") tasks.push({ task: e.task, ms: e.ms });

@@ -7,7 +7,7 @@
  * Everything that can be checked before the disk is touched is checked first.
  */
 import type { Config } from "./config.ts";
-import { runCustomization, helperParams, mergeProperties } from "./customize.ts";
+import { runCustomization, helperParams, mergeProperties, type DeployInput } from "./customize.ts";
 import { openTarget } from "./disk/target.ts";
 import { writeImage } from "./disk/writer.ts";
 import { SnfError } from "./errors.ts";
@@ -16,6 +16,7 @@ import type { GanetiEnv } from "./ganeti/env.ts";
 import { loadHelperImage } from "./helper-image/load.ts";
 import { mbrPrefix, openImage } from "./image/format.ts";
 import { resolveImageSource } from "./image/source.ts";
+import { prepareVerification } from "./image/verify.ts";
 import { log } from "./log.ts";
 import { fetchDocument, fetchLimits, redactUrl } from "./net/fetch.ts";
 import type { Monitor } from "./monitor.ts";
@@ -39,7 +40,7 @@ const HOST_PROPERTIES: Record<string, Record<string, string>> = {
   ntfsdump: { OSFAMILY: "windows", ROOT_PARTITION: "1" },
 };
 
-export async function deploy(env: GanetiEnv, config: Config, monitor: Monitor, signal?: AbortSignal): Promise<DeployReport> {
+export async function deploy(env: DeployInput, config: Config, monitor: Monitor, signal?: AbortSignal): Promise<DeployReport> {
   const { params, notes } = await resolveParams(config, env.osp, signal);
   for (const n of notes) log.warn(n);
 
@@ -51,6 +52,8 @@ export async function deploy(env: GanetiEnv, config: Config, monitor: Monitor, s
   const answerFile = params.osAnswerFile === undefined ? undefined : await fetchAnswerFile(params.osAnswerFile, config, signal);
   const source = await resolveImageSource(params.imgId, { imageDir: config.IMAGE_DIR, format: params.imgFormat, http: fetchLimits(config), signal });
   log.info(`image ${source.display} (${params.imgFormat}${source.size !== null ? `, ${source.size} bytes` : ""}) → ${diskPath} (${target.kind}, ${target.size} bytes)`);
+  // IMAGE_VERIFY: signature checked now; the hash is taken during the copy and compared after it.
+  const verification = await prepareVerification(source, config, signal);
 
   // Defaults: the image's own metadata (NAME.meta), then what the host sets for the format;
   // img_properties and inst_properties override both.
@@ -97,9 +100,11 @@ export async function deploy(env: GanetiEnv, config: Config, monitor: Monitor, s
       prefix,
       expectedSize: opened.size,
       signal,
+      progressEveryMs: monitor.progressEveryMs,
       onProgress: (pos) => monitor.copyProgress(pos, total),
       zeroTail: config.ZERO_DISK_TAIL,
     });
+    verification?.finish(diskPath, target.size);
     monitor.copyProgress(r.bytes, total, true);
     monitor.info("Image copy finished.");
     copyMs = r.ms;

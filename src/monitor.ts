@@ -21,6 +21,10 @@ export interface Monitor {
   copyProgress(position: number, total: number, final?: boolean): void;
   helperEvent(e: MonitorEvent): void;
   close(): Promise<void>;
+  /** Where the helper VM's console lines go (default: stderr as `HELPER: …`). */
+  consoleLine?(line: string): void;
+  /** How often the copy should report progress (default: the writer's 3 s). */
+  progressEveryMs?: number;
 }
 
 export function openMonitor(o: { program: string; instance: string; intervalMs?: number; write?: (line: string) => void }): Monitor {

@@ -10,6 +10,8 @@ export interface FileBacking {
   fd: number;
   /** File size when opened (bytes). */
   size: number;
+  /** Called with every byte of the file, in order, by whoever reads it on the fast path (IMAGE_VERIFY hashing). */
+  tap?: (bytes: Uint8Array) => void;
 }
 
 const marks = new WeakMap<ReadableStream<unknown>, FileBacking>();

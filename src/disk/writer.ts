@@ -52,6 +52,8 @@ export interface WriteOptions {
   expectedSize?: number | null;
   /** Called at most every ~3 s and once at the end; pos/total include the prefix. */
   onProgress?: (pos: number, total: number | null) => void;
+  /** Interval of onProgress calls (default 3 s). */
+  progressEveryMs?: number;
   signal?: AbortSignal;
   /**
    * After the image, zero the rest of the disk (what a previous user of the
@@ -350,7 +352,7 @@ export async function writeImage(
         }
       }
       const now = performance.now();
-      if (o.onProgress && now - lastProgress >= PROGRESS_EVERY_MS) {
+      if (o.onProgress && now - lastProgress >= (o.progressEveryMs ?? PROGRESS_EVERY_MS)) {
         lastProgress = now;
         o.onProgress(written + fill, total);
       }
@@ -426,12 +428,14 @@ export async function writeImage(
           }
           if (failure) throw failure;
           if (written + fill + n > target.size) throw tooBig(written + fill + n);
+          // Reads complete in the order they were issued, into consecutive slots: this one is bufs[cur] at fill.
+          file.tap?.(bufs[cur]!.subarray(fill, fill + n));
           fill += n;
           if (fill < CHUNK) break; // end of file
           flush(CHUNK);
           issue((cur + AHEAD - 1) % NBUF, 0);
           const now = performance.now();
-          if (o.onProgress && now - lastProgress >= PROGRESS_EVERY_MS) {
+          if (o.onProgress && now - lastProgress >= (o.progressEveryMs ?? PROGRESS_EVERY_MS)) {
             lastProgress = now;
             o.onProgress(written, total);
           }

@@ -15,6 +15,7 @@ import { checkOsDefinition } from "./osdef-check.ts";
 import { checkQemu } from "./qemu-check.ts";
 import { type CheckId, type CheckOutcome, type CheckResult, type DoctorReport, fail, warn } from "./schema.ts";
 import { checkHelperUser } from "./user-check.ts";
+import { checkImageVerify } from "./verify-check.ts";
 import { configPath } from "../config.ts";
 
 export interface DoctorOptions {
@@ -47,6 +48,7 @@ export async function runDoctor(o: DoctorOptions = {}): Promise<DoctorReport> {
   const { config } = await timed("config", () => checkConfig(env));
   await timed("leftovers", () => checkLeftovers());
   await timed("image-dir", () => checkImageDir(config.IMAGE_DIR));
+  await timed("image-verify", () => checkImageVerify(config));
   const helper = await timed("helper-image", () => checkHelperImage(config.HELPER_DIR));
   const qemu = await timed("qemu", () => checkQemu(config.QEMU));
   const accel = await timed("accel", () => checkAccel(config));

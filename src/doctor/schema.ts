@@ -9,6 +9,7 @@ export const CHECK_IDS = [
   "config",
   "leftovers",
   "image-dir",
+  "image-verify",
   "helper-image",
   "qemu",
   "accel",

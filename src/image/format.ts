@@ -79,7 +79,9 @@ export async function peek(
  */
 export function decompress(stream: ReadableStream<Uint8Array>, kind: Compression): ReadableStream<Uint8Array> {
   // A local file goes to the tool as its stdin fd: no copy through JS.
-  const file = fileBacking(stream);
+  // A tapped file (IMAGE_VERIFY hashes it) is read through JS so every byte is seen.
+  const backing = fileBacking(stream);
+  const file = backing?.tap ? null : backing;
   const argv = [kind, "-dc"];
   let proc: ReturnType<typeof Bun.spawn<"pipe", "pipe", "pipe">>;
   try {

@@ -25,6 +25,9 @@ export interface ImageSource {
   properties?: Record<string, string>;
   /** Where `properties` came from, for the log. */
   propertiesFrom?: string;
+  /** local: the image file's real path; http: the URL as given (IMAGE_VERIFY looks for sums files next to it). */
+  path?: string;
+  url?: string;
   open(signal?: AbortSignal): Promise<ReadableStream<Uint8Array>>;
   /**
    * Positional reads instead of one stream (qcow2 images). A local file needs

@@ -18,6 +18,7 @@ import { renderCheck } from "../../src/doctor/render.ts";
 import { CHECK_IDS, type CheckId, type DoctorReport, DoctorReportSchema } from "../../src/doctor/schema.ts";
 import { checkDiskWipe, parsePreallocWipe } from "../../src/doctor/wipe-check.ts";
 import { parseConfig } from "../../src/config.ts";
+import { checkImageVerify } from "../../src/doctor/verify-check.ts";
 import { uidFromPasswd } from "../../src/doctor/user-check.ts";
 import { PROTOCOL_VERSION } from "../../src/protocol.ts";
 
@@ -251,6 +252,22 @@ describe("doctor on broken setups (CLI, --json)", () => {
 });
 
 describe("doctor pure parts", () => {
+  test("image-verify reports the policy and the keyring", () => {
+    expect(checkImageVerify({ IMAGE_VERIFY: "off", IMAGE_KEYRING: "" })).toMatchObject({ status: "ok", finding: expect.stringContaining("IMAGE_VERIFY=off") });
+    expect(checkImageVerify({ IMAGE_VERIFY: "required", IMAGE_KEYRING: "" })).toMatchObject({ status: "fail", finding: expect.stringContaining("IMAGE_KEYRING is not set") });
+    expect(checkImageVerify({ IMAGE_VERIFY: "if-present", IMAGE_KEYRING: path.join(tmp, "nope.gpg") })).toMatchObject({ status: "fail", finding: expect.stringContaining("not readable (ENOENT)") });
+    const armored = path.join(tmp, "keys.asc");
+    fs.writeFileSync(armored, "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmDMEZ\n-----END PGP PUBLIC KEY BLOCK-----\n");
+    expect(checkImageVerify({ IMAGE_VERIFY: "required", IMAGE_KEYRING: armored })).toMatchObject({ status: "fail", fix: expect.stringContaining("gpg --dearmor") });
+    const junk = path.join(tmp, "junk.gpg");
+    fs.writeFileSync(junk, "not a keyring at all");
+    expect(checkImageVerify({ IMAGE_VERIFY: "required", IMAGE_KEYRING: junk }).status).toBe("warn");
+    const debian = "/usr/share/keyrings/debian-archive-keyring.gpg";
+    if (fs.existsSync(debian)) {
+      expect(checkImageVerify({ IMAGE_VERIFY: "required", IMAGE_KEYRING: debian })).toMatchObject({ status: "ok", finding: expect.stringMatching(/\(\d+ public keys\) checked by .*gpgv/) });
+    }
+  });
+
   test("judgeAccel", () => {
     const pvm = { devKvmUsable: true, cpuHasVirt: false, pvm: true };
     const good = { devKvmUsable: true, cpuHasVirt: true, pvm: false };

@@ -32,6 +32,7 @@ export async function resolveHttp(id: string, o: ResolveOptions): Promise<ImageS
     kind: "http",
     display,
     size,
+    url: id,
     async open(signal?: AbortSignal) {
       let res = pending;
       pending = null;

@@ -91,6 +91,7 @@ export async function resolveLocal(id: string, o: ResolveOptions): Promise<Image
       display: `local://${path.relative(dir, real)}`,
       size: st.size,
       ...(properties ? { properties, propertiesFrom: `${path.relative(dir, opened)}${META_SUFFIX}` } : {}),
+      path: real,
       async open(signal?: AbortSignal) {
         if (opened1) throw new Error(`image ${name} opened twice`);
         opened1 = true;
