@@ -104,8 +104,8 @@ export async function deploy(env: DeployInput, config: Config, monitor: Monitor,
       onProgress: (pos) => monitor.copyProgress(pos, total),
       zeroTail: config.ZERO_DISK_TAIL,
     });
-    verification?.finish(diskPath, target.size);
     monitor.copyProgress(r.bytes, total, true);
+    verification?.finish(diskPath, target.size);
     monitor.info("Image copy finished.");
     copyMs = r.ms;
     bytes = r.bytes;

@@ -106,40 +106,54 @@ export function parseNic(spec: string, index: number): GanetiNic {
   };
 }
 
-/** A password typed on the terminal without echo (asked twice). */
+/**
+ * A password typed on the terminal without echo (asked twice). The terminal
+ * is in raw mode (no echo) before the first prompt is shown and until the
+ * second answer is in, so nothing typed early is echoed.
+ */
 async function promptPassword(): Promise<string> {
-  if (!process.stdin.isTTY) throw new SnfError("--ask-password needs a terminal on stdin (use --password-file FILE otherwise)");
-  const ask = (prompt: string) =>
-    new Promise<string>((resolveP, reject) => {
-      process.stderr.write(prompt);
-      let buf = "";
-      const stdin = process.stdin;
-      stdin.setRawMode(true);
-      stdin.resume();
-      const done = (err: Error | null) => {
-        stdin.off("data", onData);
-        stdin.setRawMode(false);
-        stdin.pause();
-        process.stderr.write("\n");
-        if (err) reject(err);
-        else resolveP(buf);
-      };
-      const onData = (d: Buffer) => {
-        for (const ch of d.toString("utf8")) {
-          if (ch === "\r" || ch === "\n") return done(null);
-          if (ch === "\x03" || ch === "\x04") return done(new SnfError("password prompt cancelled"));
-          if (ch === "\x7f" || ch === "\b") buf = buf.slice(0, -1);
-          else if (ch >= " ") buf += ch;
-          if (buf.length > MAX_SECRET_FILE) return done(new SnfError("password is too long"));
+  const stdin = process.stdin;
+  if (!stdin.isTTY) throw new SnfError("--ask-password needs a terminal on stdin (use --password-file FILE otherwise)");
+  let pending = "";
+  let waiter: (() => void) | null = null;
+  const onData = (d: Buffer) => {
+    pending += d.toString("utf8");
+    waiter?.();
+  };
+  const readLine = async (prompt: string): Promise<string> => {
+    process.stderr.write(prompt);
+    let buf = "";
+    for (;;) {
+      while (pending === "") await new Promise<void>((r) => (waiter = r));
+      const chars = [...pending];
+      pending = "";
+      for (const [i, ch] of chars.entries()) {
+        if (ch === "\r" || ch === "\n") {
+          pending = chars.slice(i + 1).join("").replace(/^\n/, "");
+          process.stderr.write("\n");
+          return buf;
         }
-      };
-      stdin.on("data", onData);
-    });
-  const a = await ask("Password for the image's users: ");
-  if (a === "") throw new SnfError("empty password");
-  const b = await ask("Repeat the password: ");
-  if (a !== b) throw new SnfError("the two passwords differ");
-  return a;
+        if (ch === "\x03" || ch === "\x04") throw new SnfError("password prompt cancelled");
+        if (ch === "\x7f" || ch === "\b") buf = buf.slice(0, -1);
+        else if (ch >= " ") buf += ch;
+        if (buf.length > MAX_SECRET_FILE) throw new SnfError("password is too long");
+      }
+    }
+  };
+  stdin.setRawMode(true);
+  stdin.on("data", onData);
+  stdin.resume();
+  try {
+    const a = await readLine("Password for the image's users: ");
+    if (a === "") throw new SnfError("empty password");
+    const b = await readLine("Repeat the password: ");
+    if (a !== b) throw new SnfError("the two passwords differ");
+    return a;
+  } finally {
+    stdin.off("data", onData);
+    stdin.setRawMode(false);
+    stdin.pause();
+  }
 }
 
 export interface DeployArgs {
