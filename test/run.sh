@@ -17,6 +17,7 @@ DEBIAN_PACKAGES=(
   libhivex-bin                         # tests: build SYSTEM hives (hivexsh) and read them back (hivexget)
   linux-source-6.1 linux-headers-amd64 make gcc   # the helper's ufs.ko with UFS write (*BSD images)
   makefs sleuthkit                     # *BSD test images (FFS) and reading them back
+  gpgv gnupg                           # IMAGE_VERIFY (gpgv), signed sums made in tests (gpg)
 )
 
 log() { printf '[setup %(%T)T] %s\n' -1 "$*"; }

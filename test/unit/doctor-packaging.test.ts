@@ -39,7 +39,7 @@ describe("packaging/debian", () => {
     expect(source.get("Source")).toBe("snf-image");
     expect(packages.map((p) => p.get("Package"))).toEqual(["snf-image-host", "snf-image-helper"]);
     const deps = packages[0]!.get("Depends")!;
-    for (const d of ["qemu-system-x86", "linux-image-amd64", "busybox-static", "e2fsprogs", "fdisk", "mount", "ntfs-3g", "xfsprogs", "btrfs-progs", "whois", "syslinux-common", "xz-utils", "zstd", "kmod"]) {
+    for (const d of ["qemu-system-x86", "linux-image-amd64", "busybox-static", "e2fsprogs", "fdisk", "mount", "ntfs-3g", "xfsprogs", "btrfs-progs", "whois", "syslinux-common", "xz-utils", "zstd", "kmod", "gpgv"]) {
       expect(deps.split(/,\s*/)).toContain(d);
     }
     expect(packages[0]!.get("Description")!.split("\n").length).toBeGreaterThan(3);
