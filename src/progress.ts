@@ -7,12 +7,12 @@
  *   plain  one line per event on stderr (copy every few seconds)
  *   json   one JSON object a line on stdout ({"event": …}); logs stay on stderr
  *
- * Texts that come from the helper (and so maybe from the image) are stripped
- * of control characters before they reach a terminal.
+ * Texts that come from the helper (and so maybe from the image) pass through
+ * oneLine (control, C1 and bidi characters dropped) before they reach a terminal.
  */
 import { humanSize } from "./doctor/images.ts";
 import type { Monitor, MonitorMessage } from "./monitor.ts";
-import type { MonitorEvent } from "./protocol.ts";
+import { oneLine, type MonitorEvent } from "./protocol.ts";
 
 export type ProgressMode = "tty" | "plain" | "json";
 
@@ -29,7 +29,8 @@ export interface TerminalMonitor extends Monitor {
   end(o: { ok: true; summary: Record<string, unknown>; text: string } | { ok: false; error: string }): void;
 }
 
-const clean = (s: string) => s.replace(/[\x00-\x1f\x7f-\x9f]/g, " ").slice(0, 300);
+/** THE sanitizer (src/protocol.ts), bounded: nothing from the helper moves the cursor or forges a line. */
+const clean = (s: string) => oneLine(s).slice(0, 500);
 
 export function clock(sec: number): string {
   if (!Number.isFinite(sec) || sec < 0) return "--:--";
