@@ -1,8 +1,11 @@
 /**
- * `create`: one deployment from the Ganeti environment to SUCCESS.
+ * `create`: one deployment from the Ganeti environment to SUCCESS
+ * (`snf-image deploy` runs the same function with a DeployInput built from
+ * its command line).
  *
  *   Ganeti env → config + OS parameters → helper image check → image source →
- *   disk writer → helper VM (tasks) → result
+ *   [IMAGE_VERIFY signature] → disk writer (+ hash) → [hash verdict] →
+ *   helper VM (tasks) → result
  *
  * Everything that can be checked before the disk is touched is checked first.
  */

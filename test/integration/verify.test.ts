@@ -120,15 +120,20 @@ const required = () => ({ IMAGE_VERIFY: "required", IMAGE_KEYRING: key.keyring }
 const ifPresent = () => ({ IMAGE_VERIFY: "if-present", IMAGE_KEYRING: key.keyring });
 
 describe("IMAGE_VERIFY, local images", () => {
-  test("good: detached SHA256SUMS.gpg, required → verified during the copy, helper runs", async () => {
-    const dir = imageDir("good");
-    writeFileSync(join(dir, "SHA256SUMS"), sumsLine("0".repeat(64), "other.img") + sumsLine(hex("sha256", image), "img"));
+  test("good: detached SHA256SUMS.gpg, required → verified during the copy (raw and gzip), helper runs", async () => {
+    const dir = imageDir("good", true);
+    writeFileSync(join(dir, "SHA256SUMS"), sumsLine("0".repeat(64), "other.img") + sumsLine(hex("sha256", image), "img") + sumsLine(hex("sha256", gz), "img.gz"));
     key.signDetached(join(dir, "SHA256SUMS"), ".gpg");
     const disk = freshDisk("good");
     const r = await create(disk, dir, required());
     expect(r.output).toContain(`SHA256SUMS signed by ${key.fingerprint}`);
     expect(r.output).toContain(`image local://img: sha256 matches local://SHA256SUMS (${IMAGE_BYTES} bytes)`);
     reachedHelper(r, disk);
+    // A compressed local file: hashed as stored while gzip decompresses it.
+    const disk2 = freshDisk("good-gz");
+    const r2 = await create(disk2, dir, required(), "img.gz");
+    expect(r2.output).toContain(`image local://img.gz: sha256 matches local://SHA256SUMS (${readFileSync(gz).length} bytes)`);
+    reachedHelper(r2, disk2);
   }, 180_000);
 
   test("bad hash (signed sums, image changed): fails after the copy, before the helper; the disk's ends are zeroed", async () => {
