@@ -7,7 +7,7 @@
  * signatures whose key is not in the keyring (ERRSIG … 9, as on Debian's
  * files signed by several keys) are tolerated, as apt does.
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { rmSync } from "node:fs";
 import { onCleanup } from "../cleanup.ts";
@@ -80,7 +80,7 @@ export async function gpgvVerify(o: { keyring: string; data: Uint8Array; signatu
   const dir = runTempDir("image");
   const undoDir = onCleanup(`remove ${dir}`, () => rmSync(dir, { recursive: true, force: true }));
   const home = join(dir, "home");
-  Bun.spawnSync(["mkdir", "-m", "0700", home]);
+  mkdirSync(home, { mode: 0o700 });
   const dataFile = join(dir, "data");
   const sigFile = join(dir, "sig");
   const outFile = join(dir, "out");

@@ -136,6 +136,7 @@ describe("snf-image deploy", () => {
     }
   }, 900_000);
 
+  // Runs on the disk the test above deployed (img_id null re-customizes it).
   test("--json: JSON lines on stdout (helper tasks, done with the task list); a failure is an error event and one stderr line", async () => {
     const p = Bun.spawn([BIN, "deploy", "null", disk, "--json", "--hostname", "cli2.example.org"], { env: env(), stdin: "ignore", stdout: "pipe", stderr: "pipe" });
     const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
@@ -169,6 +170,16 @@ describe("snf-image deploy", () => {
     expect(fev.some((e) => e.event === "copy")).toBe(true);
     expect(fev.at(-1)).toMatchObject({ event: "error", ok: false, message: expect.stringContaining("does not match local://SHA256SUMS") });
     expect(ferr.trimEnd().split("\n").at(-1)).toMatch(/^snf-image deploy: ERROR: image local:\/\/small does not match local:\/\/SHA256SUMS: sha256 /);
+    nothingLeft();
+    // Not a terminal, no --json: plain lines on stderr, nothing on stdout.
+    const plain = Bun.spawnSync([BIN, "deploy", "small", small], { env: env({ SNF_IMAGE_CONFIG: badConfig }), stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    expect(plain.exitCode).toBe(1);
+    expect(plain.stdout.toString()).toBe("");
+    const plainLines = plain.stderr.toString().trimEnd().split("\n");
+    expect(plainLines).toContain("Starting image copy...");
+    expect(plainLines.some((l) => /^copy 100%  24\.0 MiB\/24\.0 MiB  [\d.]+ (KiB|MiB|GiB)\/s  ETA 0:00$/.test(l))).toBe(true);
+    expect(plain.stderr.toString()).not.toContain("\x1b");
+    expect(plainLines.at(-1)).toStartWith("snf-image deploy: ERROR: image local://small does not match");
     nothingLeft();
   }, 900_000);
 

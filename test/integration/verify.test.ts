@@ -239,6 +239,10 @@ describe("IMAGE_VERIFY, http images", () => {
     expect(readAt(disk, 0, MiB).every((b) => b === 0)).toBe(true);
     const disk2 = freshDisk("webnone");
     refusedBeforeCopy(await create(disk2, dir, required(), `${base}/nothing-here/img`), disk2, /ERROR: (cannot reach )?image URL .*nothing-here\/img: HTTP 404/);
+    // A sums file larger than the bound is refused while it downloads.
+    const big = imageDir("webbig");
+    writeFileSync(join(big, "SHA256SUMS"), sumsLine(hex("sha256", image), "img").repeat(20_000));
+    refusedBeforeCopy(await create(disk2, dir, required(), `${base}/webbig/img`), disk2, `${base}/webbig/SHA512SUMS`.replace("SHA512SUMS", "SHA256SUMS is larger than 1048576 bytes"));
     imageDir("webnosums"); // the image, no sums file: both names answer 404
     refusedBeforeCopy(await create(disk2, dir, required(), `${base}/webnosums/img`), disk2, `no SHA512SUMS or SHA256SUMS in ${base}/webnosums/ lists image ${base}/webnosums/img`);
   }, 120_000);
