@@ -82,7 +82,8 @@ function locate(source: ImageSource, config: Pick<Config, "HTTP_MAX_REDIRECTS" |
 function readLocal(p: string): Uint8Array | null {
   let fd: number;
   try {
-    fd = fs.openSync(p, fs.constants.O_RDONLY | O_CLOEXEC | fs.constants.O_NOFOLLOW);
+    // O_NONBLOCK: a FIFO in its place must not hang the open; fstat then refuses it.
+    fd = fs.openSync(p, fs.constants.O_RDONLY | O_CLOEXEC | fs.constants.O_NONBLOCK);
   } catch (e) {
     const code = (e as { code?: string }).code;
     if (code === "ENOENT") return null;
