@@ -108,7 +108,7 @@ export async function deploy(env: DeployInput, config: Config, monitor: Monitor,
       zeroTail: config.ZERO_DISK_TAIL,
     });
     monitor.copyProgress(r.bytes, total, true);
-    verification?.finish(diskPath, target.size);
+    verification?.finish(diskPath, target.size, monitor);
     monitor.info("Image copy finished.");
     copyMs = r.ms;
     bytes = r.bytes;

@@ -21,6 +21,7 @@ import { fileBacking, markFileBacked } from "../disk/input.ts";
 import { O_CLOEXEC } from "../disk/libc.ts";
 import { SnfError, errorMessage } from "../errors.ts";
 import { log } from "../log.ts";
+import type { Monitor } from "../monitor.ts";
 import { gpgvVerify } from "./gpgv.ts";
 import type { ImageSource } from "./source.ts";
 import { HttpStatusError, fetchDocument, fetchLimits, redactUrl } from "../net/fetch.ts";
@@ -35,8 +36,8 @@ export interface Verification {
   /** The sums file, for messages. */
   sums: string;
   signer: string;
-  /** Compare the hash of what was copied; on a mismatch wipe the disk's ends and throw. */
-  finish(diskPath: string, diskSize: number): void;
+  /** Compare the hash of what was copied (the verdict goes to the monitor too); on a mismatch wipe the disk's ends and throw. */
+  finish(diskPath: string, diskSize: number, monitor?: Pick<Monitor, "info">): void;
 }
 
 /** Reads a sibling file of the image: bytes, or null when it does not exist. */
@@ -145,7 +146,7 @@ export async function prepareVerification(
   }
   if (!chosen) {
     if (policy === "required") throw new SnfError(`IMAGE_VERIFY=required: no ${names} in ${loc.where} lists image ${source.display}`);
-    log.info(`image ${source.display} is not verified: no ${names} in ${loc.where} lists it (IMAGE_VERIFY=if-present)`);
+    log.warn(`image ${source.display} is not verified: no ${names} in ${loc.where} lists it (IMAGE_VERIFY=if-present)`);
     return null;
   }
   const shown = `${loc.where}${chosen.name}`;
@@ -186,10 +187,11 @@ export async function prepareVerification(
     expected,
     sums: shown,
     signer,
-    finish(diskPath, diskSize) {
+    finish(diskPath, diskSize, monitor) {
       const got = hasher.digest("hex");
       if (got === expected) {
         log.info(`image ${source.display}: ${chosen!.algo} matches ${shown} (${hashed} bytes)`);
+        monitor?.info(`Image verified: ${chosen!.algo} matches ${chosen!.name} signed by ${signer}.`);
         return;
       }
       wipeEnds(diskPath, diskSize);

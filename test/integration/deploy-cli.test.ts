@@ -116,6 +116,7 @@ describe("snf-image deploy", () => {
     for (const b of bars) expect(b.split("\n")[0]!.replace(/\r/g, "")).toMatch(/^copy \[[#-]+\] +\d+%  [\d.]+ (B|KiB|MiB|GiB)\/2\.0 GiB  [\d.]+ (B|KiB|MiB|GiB)\/s  ETA (\d+:\d\d|--:--)$/);
     expect(bars.at(-1)).toStartWith("copy [########################################] 100%");
     expect(frames.some((f) => /^helper \[\d+ done\] AssignHostname ok {2}[\d.]+ s/.test(f))).toBe(true);
+    expect(out).toContain(`Image verified: sha256 matches SHA256SUMS signed by ${key.fingerprint}.`);
     // The redrawn line never wraps: no bar frame is wider than the terminal (log lines above it may wrap).
     for (const f of frames.filter((x) => /^(copy|helper) \[/.test(x))) expect(f.split(/\r?\n|\r/)[0]!.length).toBeLessThan(100);
     // The end: the bar is cleared and the summary is the last line, nothing after it.
