@@ -7,8 +7,8 @@
  * never come from argv: the password from --password-file or a no-echo prompt.
  */
 import { defineCommand } from "citty";
-import { readFileSync, statSync } from "node:fs";
-import { basename, resolve } from "node:path";
+import { readFileSync, realpathSync, statSync } from "node:fs";
+import { basename, dirname, resolve } from "node:path";
 import * as v from "valibot";
 import { loadConfig } from "../config.ts";
 import type { DeployInput } from "../customize.ts";
@@ -169,9 +169,27 @@ export interface DeployArgs {
   nics: string[];
 }
 
+/**
+ * IMAGE given as a path (it contains a '/' and names a file, e.g. ./img.raw):
+ * the file's directory serves as IMAGE_DIR for this run (same confinement,
+ * and the SHA256SUMS next to it is the one IMAGE_VERIFY reads).
+ */
+export function imagePath(image: string): { imageDir: string; name: string } | null {
+  if (!image.includes("/") || /^[a-z][a-z0-9+.-]*:/i.test(image)) return null;
+  let real: string;
+  try {
+    real = realpathSync(image);
+    if (!statSync(real).isFile()) return null;
+  } catch {
+    return null;
+  }
+  return { imageDir: dirname(real), name: basename(real) };
+}
+
 /** Command line → the DeployInput `create` builds from Ganeti's environment. Throws one line. */
-export async function buildInput(a: DeployArgs): Promise<DeployInput> {
-  if (!a.image) throw new SnfError("IMAGE is missing: a path in IMAGE_DIR, a name, or an http(s):// URL");
+export async function buildInput(a: DeployArgs): Promise<DeployInput & { imageDir?: string }> {
+  if (!a.image) throw new SnfError("IMAGE is missing: a name in IMAGE_DIR, a path to a file, or an http(s):// URL");
+  const path = imagePath(a.image);
   if (!a.disk) throw new SnfError("DISK is missing: a file or a block device to write to");
   const format = a.format.toLowerCase();
   if (!(IMAGE_FORMATS as readonly string[]).includes(format)) throw new SnfError(`--format ${JSON.stringify(a.format)} is not one of ${IMAGE_FORMATS.join(", ")}`);
@@ -179,7 +197,7 @@ export async function buildInput(a: DeployArgs): Promise<DeployInput> {
   const fallbackName = basename(disk).replace(/\.[^.]*$/, "").replace(/[^A-Za-z0-9-]/g, "-").replace(/^-+|-+$/g, "").slice(0, 63) || "snf-image";
   const hostname = check(Hostname, a.hostname ?? fallbackName, "--hostname");
 
-  const osp: Record<string, string> = { img_id: a.image, img_format: format };
+  const osp: Record<string, string> = { img_id: path ? path.name : a.image, img_format: format };
   if (a.passwordFile && a.askPassword) throw new SnfError("give only one of --password-file and --ask-password");
   if (a.passwordFile) {
     const pw = readBounded(a.passwordFile, MAX_SECRET_FILE, "--password-file").toString("utf8").replace(/\r?\n$/, "");
@@ -213,6 +231,7 @@ export async function buildInput(a: DeployArgs): Promise<DeployInput> {
     disks: [{ index: 0, path: disk, access: "rw" }],
     nics: a.nics.map((n, i) => parseNic(n, i)),
     instance: { name: hostname },
+    imageDir: path?.imageDir,
   };
 }
 
@@ -221,7 +240,7 @@ async function run(args: DeployArgs & { json: boolean; verbose: boolean }, signa
   const sink = mode === "json" ? { write: (s: string) => void process.stdout.write(s) } : { write: (s: string) => void process.stderr.write(s), columns: process.stderr.columns };
   const monitor: TerminalMonitor = openTerminalMonitor(mode, sink);
   try {
-    const config = loadConfig();
+    let config = loadConfig();
     setDebug(config.IMAGE_DEBUG);
     if (mode !== "plain" && !args.verbose && !config.IMAGE_DEBUG) log.level = 1; // warnings and errors only: the bar says the rest
     if (mode === "tty") {
@@ -229,6 +248,7 @@ async function run(args: DeployArgs & { json: boolean; verbose: boolean }, signa
     }
     for (const w of config.warnings) log.warn(w);
     const input = await buildInput(args);
+    if (input.imageDir) config = { ...config, IMAGE_DIR: input.imageDir };
     const t0 = performance.now();
     const r = await deploy(input, config, monitor, signal);
     const secs = (ms: number) => (ms / 1000).toFixed(1);
@@ -251,7 +271,7 @@ export const deployCommand = defineCommand({
     description: "Write IMAGE onto DISK and customize it, as `create` does, without Ganeti",
   },
   args: {
-    image: { type: "positional", required: false, description: "NAME in IMAGE_DIR (or local://NAME), an http(s):// URL, or null", valueHint: "IMAGE" },
+    image: { type: "positional", required: false, description: "NAME in IMAGE_DIR (or local://NAME), a path to a file (with a '/', e.g. ./img.raw), an http(s):// URL, or null", valueHint: "IMAGE" },
     disk: { type: "positional", required: false, description: "a file or block device to write to (its size is the disk size)", valueHint: "DISK" },
     format: { type: "string", default: "diskdump", description: `image format: ${IMAGE_FORMATS.join(", ")}` },
     hostname: { type: "string", description: "host name of the guest (default: from DISK's file name)" },

@@ -172,8 +172,9 @@ describe("snf-image deploy", () => {
     expect(fev.at(-1)).toMatchObject({ event: "error", ok: false, message: expect.stringContaining("does not match local://SHA256SUMS") });
     expect(ferr.trimEnd().split("\n").at(-1)).toMatch(/^snf-image deploy: ERROR: image local:\/\/small does not match local:\/\/SHA256SUMS: sha256 /);
     nothingLeft();
-    // Not a terminal, no --json: plain lines on stderr, nothing on stdout.
-    const plain = Bun.spawnSync([BIN, "deploy", "small", small], { env: env({ SNF_IMAGE_CONFIG: badConfig }), stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    // Not a terminal, no --json: plain lines on stderr, nothing on stdout. IMAGE as a path
+    // (outside the config's IMAGE_DIR): the SHA256SUMS next to the file is the one checked.
+    const plain = Bun.spawnSync([BIN, "deploy", join(bad, "small"), small], { env: env(), stdin: "ignore", stdout: "pipe", stderr: "pipe" });
     expect(plain.exitCode).toBe(1);
     expect(plain.stdout.toString()).toBe("");
     const plainLines = plain.stderr.toString().trimEnd().split("\n");

@@ -3,10 +3,10 @@
  * `snf-image deploy` (command line → DeployInput, progress rendering).
  */
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, realpathSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { buildInput, parseNic, repeated, type DeployArgs } from "../../src/commands/deploy.ts";
+import { buildInput, imagePath, parseNic, repeated, type DeployArgs } from "../../src/commands/deploy.ts";
 import { summarizeStatus } from "../../src/image/gpgv.ts";
 import { isClearsigned, parseSums } from "../../src/image/sums.ts";
 import { copyLine, openTerminalMonitor } from "../../src/progress.ts";
@@ -81,6 +81,18 @@ describe("snf-image deploy command line", () => {
     expect(input.nics[0]).toMatchObject({ index: 0, mac: "52:54:00:aa:bb:01", ip: "10.0.0.5", network: { subnet: "10.0.0.0/24", gateway: "10.0.0.1", tags: ["dhcp", "nfdhcpd"] } });
     // Without --hostname the disk's file name is the host name.
     expect((await buildInput(base)).instance!.name).toBe("vm1");
+  });
+
+  test("IMAGE as a path: its directory is IMAGE_DIR for the run; names and URLs are not paths", async () => {
+    const img = join(dir, "my.raw");
+    writeFileSync(img, "x");
+    const viaPath = await buildInput({ ...base, image: `${dir}/./my.raw` });
+    expect(viaPath.osp.img_id).toBe("my.raw");
+    expect(viaPath.imageDir).toBe(realpathSync(dir));
+    expect(imagePath("my.raw")).toBeNull(); // no '/': a name in IMAGE_DIR
+    expect(imagePath("http://example.org/my.raw")).toBeNull();
+    expect(imagePath(`${dir}/missing.raw`)).toBeNull(); // then IMAGE_DIR decides (and names what it tried)
+    expect((await buildInput(base)).imageDir).toBeUndefined();
   });
 
   test("bad input: one line naming the option", async () => {
