@@ -185,6 +185,63 @@ describe("snf-image deploy", () => {
     nothingLeft();
   }, 900_000);
 
+  test("Ctrl-C on the terminal during the copy: the bar is cleared, one cancel line, nothing left behind", async () => {
+    // A slow image server: 1 MiB every 100 ms of a 256 MiB image.
+    const server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch() {
+        let sent = 0;
+        const body = new ReadableStream<Uint8Array>({
+          async pull(c) {
+            await Bun.sleep(100);
+            if (sent >= 256) return c.close();
+            sent++;
+            c.enqueue(new Uint8Array(1024 * 1024).fill(7));
+          },
+        });
+        return new Response(body, { headers: { "content-length": String(256 * 1024 * 1024) } });
+      },
+    });
+    try {
+      const script = join(work, "ctrl-c.exp");
+      writeFileSync(
+        script,
+        `set timeout 120
+set stty_init "columns 100 rows 30"
+spawn {*}$argv
+expect {
+  -re {copy \[[#-]+\] +[1-9]} { send -- "\x03" }
+  timeout { exit 97 }
+  eof { exit 98 }
+}
+expect eof
+lassign [wait] pid spawnid os_error value
+exit $value
+`,
+      );
+      const slowDisk = join(work, "slow.img");
+      Bun.spawnSync(["truncate", "-s", "512M", slowDisk]);
+      mkdirSync(join(work, "off"), { recursive: true });
+      const offConfig = writeConfig(join(work, "off"), { IMAGE_DIR: imageDir, HELPER_DIR, IMAGE_VERIFY: "off" });
+      const p = Bun.spawn(["expect", script, BIN, "deploy", `http://127.0.0.1:${server.port}/slow.raw`, slowDisk], {
+        env: env({ SNF_IMAGE_CONFIG: offConfig }),
+        stdin: "ignore",
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      const [out, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
+      expect(code).toBe(1);
+      // The terminal echoes ^C after the bar; the bar's line is then cleared and the error is what it shows.
+      const last = out.trimEnd().split(/\r?\n/).at(-1)!;
+      expect(last).toMatch(/^\r\x1b\[Kcopy \[[^]*\r\x1b\[Ksnf-image deploy: ERROR: cancelled \(interrupted by SIGINT\): image copy interrupted: interrupted by SIGINT$/);
+      expect(last.split("\r\x1b[K").at(-1)).toStartWith("snf-image deploy: ERROR: ");
+      nothingLeft();
+    } finally {
+      server.stop(true);
+    }
+  }, 180_000);
+
   test("bad command lines: one line, exit 1, the disk untouched", async () => {
     const untouched = join(work, "untouched.img");
     writeFileSync(untouched, "MARK");
