@@ -23,6 +23,7 @@ import { SnfError, errorMessage } from "../errors.ts";
 import { log } from "../log.ts";
 import type { Monitor } from "../monitor.ts";
 import { gpgvVerify } from "./gpgv.ts";
+import { isQcow2 } from "./qcow2.ts";
 import type { ImageSource } from "./source.ts";
 import { HttpStatusError, fetchDocument, fetchLimits, redactUrl } from "../net/fetch.ts";
 import { MAX_SUMS_BYTES, SIGNATURE_SUFFIXES, SUMS_FILES, isClearsigned, parseSums, type SumsAlgo } from "./sums.ts";
@@ -179,8 +180,34 @@ export async function prepareVerification(
     hasher.update(b);
     hashed += b.length;
   };
+  const mismatch = (got: string, disk: string) =>
+    new SnfError(`image ${source.display} does not match ${shown}: ${chosen!.algo} ${got.slice(0, 16)}… expected ${expected.slice(0, 16)}…; ${disk}`);
+  // qcow2 is converted by positional reads in cluster order, not front to back: a local qcow2
+  // is hashed in one sequential pass when opened, before its tables are parsed or the disk touched.
+  let early: string | null = null;
   const open = source.open.bind(source);
-  source.open = async (s?: AbortSignal) => tap(await open(s), update);
+  source.open = async (s?: AbortSignal) => {
+    const inner = await open(s);
+    const file = fileBacking(inner);
+    if (!file || !isQcow2(readHead(file.fd))) return tap(inner, update);
+    try {
+      await hashFile(file.fd, update, s);
+    } catch (e) {
+      await inner.cancel().catch(() => {});
+      throw e instanceof SnfError ? e : new SnfError(`reading image ${source.display} to check it failed (${(e as { code?: string }).code ?? errorMessage(e)})`);
+    }
+    early = hasher.digest("hex");
+    if (early !== expected) {
+      await inner.cancel().catch(() => {});
+      throw mismatch(early, "the disk was not touched");
+    }
+    return inner;
+  };
+  if (source.ranges) {
+    source.ranges = async () => {
+      throw new SnfError(`image ${source.display} is qcow2 read by HTTP ranges, which IMAGE_VERIFY cannot hash as it streams: put it in IMAGE_DIR with its ${chosen!.name}, or set IMAGE_VERIFY=off`);
+    };
+  }
 
   return {
     algo: chosen.algo,
@@ -188,16 +215,14 @@ export async function prepareVerification(
     sums: shown,
     signer,
     finish(diskPath, diskSize, monitor) {
-      const got = hasher.digest("hex");
+      const got = early ?? hasher.digest("hex");
       if (got === expected) {
         log.info(`image ${source.display}: ${chosen!.algo} matches ${shown} (${hashed} bytes)`);
         monitor?.info(`Image verified: ${chosen!.algo} matches ${chosen!.name} signed by ${signer}.`);
         return;
       }
       wipeEnds(diskPath, diskSize);
-      throw new SnfError(
-        `image ${source.display} does not match ${shown}: ${chosen!.algo} ${got.slice(0, 16)}… expected ${expected.slice(0, 16)}…; the disk's first and last MiB were zeroed`,
-      );
+      throw mismatch(got, "the disk's first and last MiB were zeroed");
     },
   };
 }
@@ -229,6 +254,25 @@ function tap(inner: ReadableStream<Uint8Array>, update: (b: Uint8Array) => void)
     { highWaterMark: 0 },
   );
   return file ? markFileBacked(out, { ...file, tap: update }) : out;
+}
+
+function readHead(fd: number): Uint8Array {
+  const head = new Uint8Array(4);
+  const n = fs.readSync(fd, head, 0, 4, 0);
+  return head.subarray(0, n);
+}
+
+/** One sequential pass over a file (positional reads: the fd's offset is not moved). */
+async function hashFile(fd: number, update: (b: Uint8Array) => void, signal?: AbortSignal): Promise<void> {
+  const CHUNK = 4 * 1024 * 1024;
+  const buf = new Uint8Array(CHUNK); // update() has consumed it before the next read
+  for (let pos = 0; ; ) {
+    if (signal?.aborted) throw new SnfError(`checking the image interrupted: ${errorMessage(signal.reason)}`);
+    const n = await new Promise<number>((resolve, reject) => fs.read(fd, buf, 0, CHUNK, pos, (e, got) => (e ? reject(e) : resolve(got))));
+    if (n === 0) return;
+    update(buf.subarray(0, n));
+    pos += n;
+  }
 }
 
 /** Zero the first and the last MiB of the disk and sync (best effort is not enough: errors throw). */

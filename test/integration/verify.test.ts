@@ -215,6 +215,46 @@ describe("IMAGE_VERIFY, local images", () => {
   }, 60_000);
 });
 
+describe("IMAGE_VERIFY, qcow2", () => {
+  test("a local qcow2 is hashed in one pass before its tables are parsed: good deploys, bad is refused with the disk untouched", async () => {
+    const dir = imageDir("qcow");
+    const q = join(dir, "img.qcow2");
+    const conv = Bun.spawnSync(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", image, q], { stderr: "pipe" });
+    expect(conv.stderr.toString()).toBe("");
+    writeFileSync(join(dir, "SHA256SUMS"), sumsLine(hex("sha256", q), "img.qcow2") + sumsLine("4".repeat(64), "img"));
+    key.signDetached(join(dir, "SHA256SUMS"), ".gpg");
+    const disk = freshDisk("qcow");
+    const r = await runCreate({
+      disks: [disk],
+      imageDir: dir,
+      osp: { img_id: "img.qcow2", img_format: "qcow2" },
+      config: { HELPER_ACCEL: "tcg", HELPER_SOFT_TIMEOUT: "1", HELPER_HARD_TIMEOUT: "5", ...required() },
+      extraEnv: { TMPDIR: runTmp },
+    });
+    expect(r.output).toContain(`image local://img.qcow2: sha256 matches local://SHA256SUMS (${readFileSync(q).length} bytes)`);
+    reachedHelper(r, disk);
+    // Over http a qcow2 is read by ranges, which cannot be hashed as they stream: refused, disk untouched.
+    const webDisk = freshDisk("qcow-web");
+    refusedBeforeCopy(await create(webDisk, dir, required(), `${base}/qcow/img.qcow2`), webDisk, `image ${base}/qcow/img.qcow2 is qcow2 read by HTTP ranges, which IMAGE_VERIFY cannot hash as it streams`);
+    // The same sums file says something else for the raw name: rename the qcow2 to it.
+    const bad = imageDir("qcowbad");
+    rmSync(join(bad, "img"));
+    linkSync(q, join(bad, "img"));
+    writeFileSync(join(bad, "SHA256SUMS"), sumsLine("4".repeat(64), "img"));
+    key.signDetached(join(bad, "SHA256SUMS"), ".gpg");
+    const disk2 = freshDisk("qcowbad");
+    const r2 = await runCreate({
+      disks: [disk2],
+      imageDir: bad,
+      osp: { img_id: "img", img_format: "qcow2" },
+      config: { HELPER_ACCEL: "tcg", ...required() },
+      extraEnv: { TMPDIR: runTmp },
+    });
+    refusedBeforeCopy(r2, disk2, /image local:\/\/img does not match local:\/\/SHA256SUMS: sha256 [0-9a-f]{16}… expected 4{16}…; the disk was not touched$/);
+    expect(r2.output).not.toContain("qcow2 v3");
+  }, 180_000);
+});
+
 describe("IMAGE_VERIFY, http images", () => {
   test("clearsigned SHA512SUMS next to a gzip image URL: hashed as stored while it is decompressed onto the disk", async () => {
     imageDir("web", true);
