@@ -6,7 +6,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as v from "valibot";
 import type { DiskInfo, Partition } from "./task.ts";
-import type { Runner } from "./lib/crypt.ts";
+import type { RunFn } from "./lib/exec.ts";
 
 /** Partition plus identifiers fstab can name it by. */
 export interface PartitionEx extends Partition {
@@ -110,7 +110,7 @@ function diskSize(dev: string): number {
 }
 
 /** Filesystem type/UUID/LABEL of a partition (low-level probe, no cache). */
-export async function probePartition(run: Runner, diskDev: string, p: Partition, sectorSize: number): Promise<Record<string, string>> {
+export async function probePartition(run: RunFn, diskDev: string, p: Partition, sectorSize: number): Promise<Record<string, string>> {
   let cmd: string[];
   if (fs.existsSync(p.dev)) cmd = ["blkid", "-p", "-o", "export", p.dev];
   else if (fs.statSync(diskDev).isFile()) {
@@ -122,7 +122,7 @@ export async function probePartition(run: Runner, diskDev: string, p: Partition,
 }
 
 /** Read the disk's partition table and probe every partition. */
-export async function readDisk(run: Runner, dev: string): Promise<DiskInfo> {
+export async function readDisk(run: RunFn, dev: string): Promise<DiskInfo> {
   const sizeBytes = diskSize(dev);
   const r = await run(["sfdisk", "--json", dev], { allowFail: true });
   if (r.exitCode !== 0 || r.stdout.trim() === "") {

@@ -3,6 +3,7 @@
  * single source of task order, names and EXCLUDE_TASK_<Name> switches.
  */
 import type { HelperParams } from "../src/protocol.ts";
+import type { RunFn } from "./lib/exec.ts";
 
 export interface Partition {
   /** 1-based partition number as the kernel names it (vda1 → 1). */
@@ -44,11 +45,7 @@ export interface Props {
   bool(name: string): boolean;
 }
 
-export interface RunResult {
-  stdout: string;
-  stderr: string;
-  exitCode: number;
-}
+export type { RunResult } from "./lib/exec.ts";
 
 export interface TaskContext {
   params: HelperParams;
@@ -64,10 +61,9 @@ export interface TaskContext {
   scratch: string;
   info(msg: string): void;
   warn(msg: string): void;
-  /** Run one of the helper's own tools (never a binary from the image). Throws on non-zero exit
-   *  unless allowFail. `input` is written to stdin (use it for secrets: never put them in argv).
-   *  The tool's environment is PATH and LC_ALL=C plus `env`, nothing else. */
-  run(cmd: string[], opts?: { input?: string | Uint8Array; allowFail?: boolean; env?: Record<string, string> }): Promise<RunResult>;
+  /** Run one of the helper's own tools (never a binary from the image); lib/exec.ts `run`.
+   *  Throws on non-zero exit unless allowFail; secrets go in `input` (stdin), never in argv. */
+  run: RunFn;
   /** Re-read the disk (after partition changes). */
   refreshDisk(): Promise<void>;
 }

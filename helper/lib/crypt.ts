@@ -6,6 +6,7 @@
  * is used instead. The password never appears in any process's argv.
  */
 import { dlopen, FFIType, ptr, type Pointer } from "bun:ffi";
+import type { RunFn } from "./exec.ts";
 
 export const HASH_METHODS = ["sha512", "sha256", "md5", "blowfish", "yescrypt", "sha1"] as const;
 export type HashMethod = (typeof HASH_METHODS)[number];
@@ -114,11 +115,8 @@ function gensaltFfi(method: HashMethod): string | undefined {
   return readCstr(out);
 }
 
-/** Runs a helper tool with stdin input (TaskContext.run's shape). */
-export type Runner = (cmd: string[], opts?: { input?: string | Uint8Array; allowFail?: boolean }) => Promise<{ stdout: string; stderr: string; exitCode: number }>;
-
 /** Hash a password with `method`. libxcrypt via FFI, else `mkpasswd --stdin` through `run`. */
-export async function hashPassword(password: string, method: HashMethod, run?: Runner, opts: { ffi?: boolean } = {}): Promise<string> {
+export async function hashPassword(password: string, method: HashMethod, run?: RunFn, opts: { ffi?: boolean } = {}): Promise<string> {
   if (/[\n\0]/.test(password)) throw new Error("the password contains a newline or NUL byte");
   const setting = opts.ffi === false ? undefined : gensaltFfi(method);
   if (setting !== undefined) {

@@ -2,7 +2,7 @@
  * e2fsprogs wrapper: state check (dumpe2fs -h), forced preen (e2fsck -p -f)
  * and grow (resize2fs). Works on partitions and on plain image files.
  */
-import type { Run } from "./partition.ts";
+import type { RunFn } from "./exec.ts";
 
 export interface E2fsHeader {
   state: string;
@@ -26,7 +26,7 @@ export function parseDumpe2fsHeader(text: string): E2fsHeader {
   };
 }
 
-export async function readHeader(run: Run, dev: string): Promise<E2fsHeader> {
+export async function readHeader(run: RunFn, dev: string): Promise<E2fsHeader> {
   const r = await run(["dumpe2fs", "-h", dev], { allowFail: true });
   if (r.exitCode !== 0) throw new Error(`dumpe2fs cannot read ${dev}: ${lastLine(r.stderr)}`);
   return parseDumpe2fsHeader(r.stdout);
@@ -52,7 +52,7 @@ export function assertClean(h: E2fsHeader, what: string): void {
  * inside the isolated helper that is safe. Says so with a warning line and
  * returns the header afterwards.
  */
-export async function replayJournal(ctx: { run: Run; warn(msg: string): void }, dev: string, what: string, h?: E2fsHeader): Promise<E2fsHeader> {
+export async function replayJournal(ctx: { run: RunFn; warn(msg: string): void }, dev: string, what: string, h?: E2fsHeader): Promise<E2fsHeader> {
   const before = h ?? (await readHeader(ctx.run, dev));
   if (!before.features.includes("needs_recovery")) return before;
   ctx.warn(`${what} has a journal that needs recovery (image taken from a running system?): replaying it with e2fsck -p`);
@@ -62,7 +62,7 @@ export async function replayJournal(ctx: { run: Run; warn(msg: string): void }, 
 }
 
 /** e2fsck -p -f; exit 0/1 (nothing or fixed) is fine, anything else is an error. */
-export async function preen(run: Run, dev: string, what: string): Promise<{ fixed: boolean }> {
+export async function preen(run: RunFn, dev: string, what: string): Promise<{ fixed: boolean }> {
   const r = await run(["e2fsck", "-p", "-f", dev], { allowFail: true });
   if (r.exitCode === 0) return { fixed: false };
   if (r.exitCode === 1) return { fixed: true };
@@ -70,7 +70,7 @@ export async function preen(run: Run, dev: string, what: string): Promise<{ fixe
 }
 
 /** Grow to the size of the device/partition. */
-export async function grow(run: Run, dev: string, what: string): Promise<void> {
+export async function grow(run: RunFn, dev: string, what: string): Promise<void> {
   const r = await run(["resize2fs", dev], { allowFail: true });
   if (r.exitCode !== 0) throw new Error(`resize2fs failed on ${what}: ${lastLine(r.stderr || r.stdout)}`);
 }

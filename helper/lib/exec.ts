@@ -2,7 +2,23 @@
  * Run one of the helper's own tools (TaskContext.run). Secrets go on stdin,
  * never in argv; stdin contents are never logged.
  */
-import type { RunResult } from "../task.ts";
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
+
+export interface RunOptions {
+  /** Written to stdin (use it for secrets: never put them in argv). */
+  input?: string | Uint8Array;
+  /** Return a non-zero exit instead of throwing CommandError. */
+  allowFail?: boolean;
+  /** Added to the tool's environment (PATH and LC_ALL=C, nothing else). */
+  env?: Record<string, string>;
+}
+
+/** The one "run a helper tool" function type: `run` below, TaskContext.run, and every lib/ wrapper's parameter. */
+export type RunFn = (cmd: string[], opts?: RunOptions) => Promise<RunResult>;
 
 export const HELPER_PATH = "/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -17,7 +33,7 @@ export class CommandError extends Error {
   }
 }
 
-export async function run(cmd: string[], opts: { input?: string | Uint8Array; allowFail?: boolean; env?: Record<string, string> } = {}): Promise<RunResult> {
+export const run: RunFn = async (cmd, opts = {}) => {
   let proc;
   try {
     proc = Bun.spawn({
@@ -38,4 +54,4 @@ export async function run(cmd: string[], opts: { input?: string | Uint8Array; al
   const r: RunResult = { stdout, stderr, exitCode };
   if (exitCode !== 0 && !opts.allowFail) throw new CommandError(cmd, r);
   return r;
-}
+};

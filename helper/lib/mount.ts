@@ -4,7 +4,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import type { Runner } from "./crypt.ts";
+import type { RunFn } from "./exec.ts";
 import { run as execRun } from "./exec.ts";
 
 export interface MountOptions {
@@ -41,7 +41,7 @@ export function sortDeepestFirst(points: string[]): string[] {
 export class Mounts {
   private tracked: string[] = [];
 
-  constructor(private readonly run: Runner) {}
+  constructor(private readonly run: RunFn) {}
 
   get active(): readonly string[] {
     return this.tracked;

@@ -8,7 +8,7 @@
  * Windows boot) after a real resize and leaves it so, on purpose.
  */
 import * as fs from "node:fs";
-import type { Run } from "./partition.ts";
+import type { RunFn } from "./exec.ts";
 
 export interface NtfsInfo {
   /** "3.1" */
@@ -65,7 +65,7 @@ const DIRTY = /Volume is scheduled for check/i;
  * consistency and prints its sizes. Throws NtfsDirtyError on a dirty volume
  * unless `force` (then a dirty volume is inspected anyway).
  */
-export async function readNtfsInfo(run: Run, dev: string, what: string, opts: { force?: boolean } = {}): Promise<NtfsInfo> {
+export async function readNtfsInfo(run: RunFn, dev: string, what: string, opts: { force?: boolean } = {}): Promise<NtfsInfo> {
   const cmd = ["ntfsresize", "--info", "--no-action", "--no-progress-bar", ...(opts.force ? ["--force"] : []), dev];
   const r = await run(cmd, { allowFail: true });
   if (r.exitCode !== 0) {
@@ -89,7 +89,7 @@ export interface GrowResult {
  * confirmation prompt (ntfsresize proceeds on EOF otherwise). `noCheck`
  * doubles it, which also resizes a volume marked dirty (dangerous).
  */
-export async function growNtfs(run: Run, dev: string, what: string, opts: { noCheck?: boolean } = {}): Promise<GrowResult> {
+export async function growNtfs(run: RunFn, dev: string, what: string, opts: { noCheck?: boolean } = {}): Promise<GrowResult> {
   const force = opts.noCheck ? ["--force", "--force"] : ["--force"];
   const r = await run(["ntfsresize", "--no-progress-bar", ...force, dev], { allowFail: true });
   if (r.exitCode !== 0) {

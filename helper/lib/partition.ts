@@ -7,9 +7,8 @@
  * the planning and writing are unit-testable on the host.
  */
 import * as fs from "node:fs";
-import type { Partition, RunResult, TaskContext } from "../task.ts";
-
-export type Run = (cmd: string[], opts?: { input?: string | Uint8Array; allowFail?: boolean }) => Promise<RunResult>;
+import type { Partition, TaskContext } from "../task.ts";
+import type { RunFn } from "./exec.ts";
 
 /** Flags for every write: never re-read here (done once, explicitly) and never wipe signatures. */
 const WRITE_FLAGS = ["--no-reread", "--no-tell-kernel", "--wipe", "never", "--wipe-partitions", "never", "-q"];
@@ -72,7 +71,7 @@ export function parseSfdiskJson(text: string): PartitionTable | null {
   };
 }
 
-export async function readTable(run: Run, dev: string): Promise<PartitionTable | null> {
+export async function readTable(run: RunFn, dev: string): Promise<PartitionTable | null> {
   const r = await run(["sfdisk", "--json", dev], { allowFail: true });
   if (r.exitCode !== 0) {
     if (/does not contain a recognized partition table/i.test(r.stderr)) return null;
@@ -82,7 +81,7 @@ export async function readTable(run: Run, dev: string): Promise<PartitionTable |
 }
 
 /** Size of a block device or image file in bytes. */
-export async function deviceBytes(run: Run, dev: string): Promise<number> {
+export async function deviceBytes(run: RunFn, dev: string): Promise<number> {
   const st = fs.statSync(dev);
   if (!st.isBlockDevice()) return st.size;
   const r = await run(["blockdev", "--getsize64", dev]);
@@ -181,12 +180,12 @@ export function planGrow(table: PartitionTable, totalSectors: number, swap?: Swa
 }
 
 /** Move the GPT backup header to the end of the disk (no-op if it is already there). */
-export async function relocateGptBackup(run: Run, dev: string): Promise<void> {
+export async function relocateGptBackup(run: RunFn, dev: string): Promise<void> {
   await run(["sfdisk", "--relocate", "gpt-bak-std", ...WRITE_FLAGS, dev]);
 }
 
 /** Write the planned changes, one partition at a time (type, UUIDs, names and flags are kept). */
-export async function applyChanges(run: Run, dev: string, changes: PartitionChange[]): Promise<void> {
+export async function applyChanges(run: RunFn, dev: string, changes: PartitionChange[]): Promise<void> {
   for (const c of changes) {
     const line = c.op === "resize" ? `size=${c.size}\n` : `start=${c.start}, size=${c.size}, type=${c.type}\n`;
     await run(["sfdisk", "-N", String(c.number), ...WRITE_FLAGS, dev], { input: line });
@@ -194,7 +193,7 @@ export async function applyChanges(run: Run, dev: string, changes: PartitionChan
 }
 
 /** Make the kernel see the new table (block devices only; the disk must not be in use). */
-export async function tellKernel(run: Run, dev: string): Promise<void> {
+export async function tellKernel(run: RunFn, dev: string): Promise<void> {
   if (!fs.statSync(dev).isBlockDevice()) return;
   // BLKRRPART first; partx then updates/adds anything the kernel still lacks
   // (loop devices without a completed partition scan; partx -a errors on existing ones: ignored).
@@ -239,7 +238,7 @@ export function resizeTarget<P extends { number: number; startSector: number; si
 }
 
 /** Filesystem type on a device as blkid sees it ("" when none). */
-export async function probeFsType(run: Run, dev: string): Promise<string> {
+export async function probeFsType(run: RunFn, dev: string): Promise<string> {
   const r = await run(["blkid", "-p", "-o", "value", "-s", "TYPE", dev], { allowFail: true });
   return r.exitCode === 0 ? r.stdout.trim() : "";
 }

@@ -3,10 +3,10 @@
  */
 import * as fs from "node:fs";
 import { readTextIn, writeFileIn } from "./safepath.ts";
-import type { Run } from "./partition.ts";
+import type { RunFn } from "./exec.ts";
 
 /** mkswap the device; returns the new UUID. */
-export async function makeSwap(run: Run, dev: string): Promise<string> {
+export async function makeSwap(run: RunFn, dev: string): Promise<string> {
   const r = await run(["mkswap", dev], { allowFail: true });
   if (r.exitCode !== 0) throw new Error(`mkswap failed on ${dev}: ${(r.stderr || r.stdout).trim().split("\n").pop() ?? ""}`);
   const m = /UUID=([0-9a-fA-F-]{36})/.exec(r.stdout + r.stderr);
