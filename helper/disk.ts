@@ -8,42 +8,46 @@ import * as v from "valibot";
 import type { DiskInfo, Partition } from "./task.ts";
 import type { RunFn } from "./lib/exec.ts";
 
-/** Partition plus identifiers fstab can name it by. */
-export interface PartitionEx extends Partition {
-  partUuid?: string;
-  partLabel?: string;
+/** /dev node of the virtio disk whose serial is `serial` (searching sysBlock), undefined if none. */
+export function diskBySerial(serial: string, sysBlock = "/sys/block"): string | undefined {
+  let names: string[];
+  try {
+    names = fs.readdirSync(sysBlock).sort();
+  } catch {
+    return undefined;
+  }
+  for (const name of names) {
+    try {
+      if (fs.readFileSync(path.join(sysBlock, name, "serial"), "utf8").trim() === serial) return `/dev/${name}`;
+    } catch {
+      // no serial file: not a virtio disk
+    }
+  }
+  return undefined;
 }
 
 /**
- * /dev node of the disk whose virtio serial is `serial`. SNF_HELPER_DISK
- * overrides the lookup (tests hand in a loop device or an image file).
+ * /dev node of the instance disk whose serial is `serial`, or a clear error.
+ * SNF_HELPER_DISK overrides the lookup (tests hand in a loop device or an
+ * image file); SNF_HELPER_SYS_BLOCK replaces /sys/block.
  */
 export function findDiskBySerial(serial: string, env: Record<string, string | undefined> = process.env): string {
   if (env.SNF_HELPER_DISK) return env.SNF_HELPER_DISK;
   const sysBlock = env.SNF_HELPER_SYS_BLOCK || "/sys/block";
-  let names: string[] = [];
-  try {
-    names = fs.readdirSync(sysBlock).sort();
-  } catch {
-    throw new Error(`cannot list ${sysBlock}`);
-  }
-  for (const name of names) {
-    let s: string;
-    try {
-      s = fs.readFileSync(path.join(sysBlock, name, "serial"), "utf8").trim();
-    } catch {
-      continue;
-    }
-    if (s === serial) return `/dev/${name}`;
-  }
-  throw new Error(`no disk with serial ${serial} found`);
+  if (!fs.existsSync(sysBlock)) throw new Error(`cannot list ${sysBlock}`);
+  const dev = diskBySerial(serial, sysBlock);
+  if (!dev) throw new Error(`no disk with serial ${serial} found`);
+  return dev;
 }
 
 const SfdiskSchema = v.object({
   partitiontable: v.object({
     label: v.string(),
     id: v.optional(v.string()),
+    device: v.optional(v.string()),
     sectorsize: v.optional(v.number()),
+    firstlba: v.optional(v.number()),
+    lastlba: v.optional(v.number()),
     partitions: v.optional(
       v.array(
         v.object({
@@ -60,21 +64,38 @@ const SfdiskSchema = v.object({
   }),
 });
 
-const EXTENDED_TYPES = new Set(["5", "f", "85"]);
+/** msdos partition types of an extended partition (CHS, LBA, Linux). */
+export const EXTENDED_TYPES: ReadonlySet<string> = new Set(["5", "f", "85"]);
 
-export function parseSfdiskJson(json: string): Omit<DiskInfo, "dev" | "sizeBytes"> & { partitions: PartitionEx[] } {
-  const r = v.safeParse(SfdiskSchema, JSON.parse(json));
+/** A disk's partition table without the per-partition filesystem probe (what FixPartitionTable plans on). */
+export type PartitionTable = Omit<DiskInfo, "dev" | "sizeBytes" | "table"> & { table: "msdos" | "gpt" };
+
+/** Partition number from an sfdisk node name (vda1 → 1, nvme0n1p2 → 2, disk.img5 → 5). */
+function nodeNumber(device: string, node: string): number {
+  const rest = device && node.startsWith(device) ? node.slice(device.length) : node;
+  const m = /(\d+)$/.exec(rest);
+  if (!m) throw new Error(`cannot tell the partition number of ${node}`);
+  return Number(m[1]);
+}
+
+/** The one parser of `sfdisk --json` (sfdisk's "dos" label is called "msdos" everywhere in the helper). */
+export function parseSfdiskJson(json: string): PartitionTable {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(json);
+  } catch {
+    throw new Error("unexpected sfdisk --json output");
+  }
+  const r = v.safeParse(SfdiskSchema, doc);
   if (!r.success) throw new Error("unexpected sfdisk --json output");
   const t = r.output.partitiontable;
   const table = t.label === "dos" ? "msdos" : t.label === "gpt" ? "gpt" : null;
-  if (!table) throw new Error(`unsupported partition table type ${t.label}`);
+  if (!table) throw new Error(`unsupported partition table type ${t.label} (only msdos and GPT)`);
   const diskId = (t.id ?? "").replace(/^0x/i, "").toLowerCase().padStart(8, "0");
-  const partitions: PartitionEx[] = t.partitions.map((p) => {
-    const m = /(\d+)$/.exec(p.node);
-    if (!m) throw new Error(`cannot tell the partition number of ${p.node}`);
-    const number = Number(m[1]);
+  const partitions: Partition[] = t.partitions.map((p) => {
+    const number = nodeNumber(t.device ?? "", p.node);
     const type = p.type.toLowerCase();
-    const part: PartitionEx = { number, dev: p.node, startSector: p.start, sizeSectors: p.size, type };
+    const part: Partition = { number, dev: p.node, startSector: p.start, sizeSectors: p.size, type };
     if (table === "msdos") {
       part.kind = number > 4 ? "logical" : EXTENDED_TYPES.has(type) ? "extended" : "primary";
       part.partUuid = `${diskId}-${number.toString(16).padStart(2, "0")}`;
@@ -84,7 +105,20 @@ export function parseSfdiskJson(json: string): Omit<DiskInfo, "dev" | "sizeBytes
     }
     return part;
   });
-  return { table, sectorSize: t.sectorsize ?? 512, partitions };
+  const out: PartitionTable = { table, sectorSize: t.sectorsize ?? 512, partitions };
+  if (t.firstlba !== undefined) out.firstLba = t.firstlba;
+  if (t.lastlba !== undefined) out.lastLba = t.lastlba;
+  return out;
+}
+
+/** `sfdisk --json` of dev: its table, or null when it has none; other sfdisk failures throw. */
+export async function readTable(run: RunFn, dev: string): Promise<PartitionTable | null> {
+  const r = await run(["sfdisk", "--json", dev], { allowFail: true });
+  if (r.exitCode !== 0) {
+    if (/does not contain a recognized partition table/i.test(r.stderr)) return null;
+    throw new Error(`sfdisk cannot read ${dev}: ${r.stderr.trim().split("\n").pop()?.trim() ?? ""}`);
+  }
+  return r.stdout.trim() === "" ? null : parseSfdiskJson(r.stdout);
 }
 
 /** Parse `blkid -o export` output. */
@@ -97,7 +131,8 @@ export function parseBlkidExport(text: string): Record<string, string> {
   return out;
 }
 
-function diskSize(dev: string): number {
+/** Size in bytes of a block device (from /sys) or image file. */
+export function deviceBytes(dev: string): number {
   const st = fs.statSync(dev);
   if (st.isFile()) return st.size;
   try {
@@ -121,9 +156,9 @@ export async function probePartition(run: RunFn, diskDev: string, p: Partition, 
   return r.exitCode === 0 ? parseBlkidExport(r.stdout) : {};
 }
 
-/** Read the disk's partition table and probe every partition. */
+/** Read the disk's partition table and probe every partition (a disk sfdisk cannot read has table "none"). */
 export async function readDisk(run: RunFn, dev: string): Promise<DiskInfo> {
-  const sizeBytes = diskSize(dev);
+  const sizeBytes = deviceBytes(dev);
   const r = await run(["sfdisk", "--json", dev], { allowFail: true });
   if (r.exitCode !== 0 || r.stdout.trim() === "") {
     return { dev, sizeBytes, sectorSize: 512, table: "none", partitions: [] };
@@ -137,6 +172,12 @@ export async function readDisk(run: RunFn, dev: string): Promise<DiskInfo> {
     if (b.LABEL) p.label = b.LABEL;
   }
   return { dev, sizeBytes, ...t };
+}
+
+/** Filesystem type on a device as blkid sees it ("" when none). */
+export async function probeFsType(run: RunFn, dev: string): Promise<string> {
+  const r = await run(["blkid", "-p", "-o", "value", "-s", "TYPE", dev], { allowFail: true });
+  return r.exitCode === 0 ? r.stdout.trim() : "";
 }
 
 /**
@@ -156,7 +197,7 @@ export function findBySpec(disk: DiskInfo, spec: string): Partition | undefined 
     key = byPath[1]!.toUpperCase();
     value = byPath[2]!.replace(/\\x([0-9a-f]{2})/gi, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
   } else return null;
-  const parts = disk.partitions as PartitionEx[];
+  const parts = disk.partitions;
   switch (key) {
     case "UUID":
       return parts.find((p) => p.uuid?.toLowerCase() === value.toLowerCase());

@@ -1,5 +1,6 @@
 /**
- * What a task is and what it gets. The ordered table in tasks/index.ts is the
+ * What a task is and what it gets. The disk model (DiskInfo/Partition) is
+ * filled by disk.ts, the one reader of `sfdisk --json`. The ordered table in tasks/index.ts is the
  * single source of task order, names and EXCLUDE_TASK_<Name> switches.
  */
 import type { HelperParams } from "../src/protocol.ts";
@@ -18,6 +19,9 @@ export interface Partition {
   fsType?: string;
   uuid?: string;
   label?: string;
+  /** Identifiers fstab can name it by: PARTUUID (msdos: <disk id>-<nn>) and GPT PARTLABEL. */
+  partUuid?: string;
+  partLabel?: string;
 }
 
 export interface DiskInfo {
@@ -25,7 +29,11 @@ export interface DiskInfo {
   dev: string;
   sizeBytes: number;
   sectorSize: number;
+  /** sfdisk's "dos" label is "msdos" here (the one vocabulary of the helper). */
   table: "msdos" | "gpt" | "none";
+  /** GPT only: first/last usable LBA. */
+  firstLba?: number;
+  lastLba?: number;
   partitions: Partition[];
 }
 

@@ -1,7 +1,6 @@
 /**
  * Swap: mkswap a partition/disk and register it in the image's fstab by UUID.
  */
-import * as fs from "node:fs";
 import { readTextIn, writeFileIn } from "./safepath.ts";
 import type { RunFn } from "./exec.ts";
 
@@ -34,24 +33,6 @@ export function addSwapToFstab(root: string, uuid: string): boolean {
 export function swapDiskIndex(value: string): number | null {
   const v = value.trim();
   return /^[b-z]$/.test(v) ? v.charCodeAt(0) - "a".charCodeAt(0) : null;
-}
-
-/** /dev node of the virtio disk whose serial is `serial` (searching sysBlock, /sys/block by default). */
-export function diskBySerial(serial: string, sysBlock = "/sys/block"): string | undefined {
-  let names: string[];
-  try {
-    names = fs.readdirSync(sysBlock);
-  } catch {
-    return undefined;
-  }
-  for (const name of names.sort()) {
-    try {
-      if (fs.readFileSync(`${sysBlock}/${name}/serial`, "utf8").trim() === serial) return `/dev/${name}`;
-    } catch {
-      // no serial file: not a virtio disk
-    }
-  }
-  return undefined;
 }
 
 /** cloud-init swap file config (used under CLOUD_INIT, where no partition is carved). */

@@ -8,7 +8,8 @@ import { diskSerial } from "../../src/protocol.ts";
 import type { Task } from "../task.ts";
 import { isDirIn, mkdirIn, writeFileIn } from "../lib/safepath.ts";
 import { parseSwapPartition } from "../lib/partition.ts";
-import { addSwapToFstab, cloudInitSwapConfig, diskBySerial, makeSwap, swapDiskIndex } from "../lib/swap.ts";
+import { diskBySerial } from "../disk.ts";
+import { addSwapToFstab, cloudInitSwapConfig, makeSwap, swapDiskIndex } from "../lib/swap.ts";
 
 export const task: Task = {
   name: "AddSwap",

@@ -9,7 +9,7 @@
  */
 import type { Task, TaskContext } from "../task.ts";
 import { growNtfs, NtfsDirtyError, readNtfsInfo, waitNtfs3gReleased } from "../lib/ntfs.ts";
-import { resizeCandidate } from "../lib/partition.ts";
+import { resizeCandidate } from "./resize.ts";
 
 export const task: Task = {
   name: "FilesystemResizeAfterUmount",

@@ -5,7 +5,8 @@
 import * as path from "node:path";
 import { growBtrfs } from "../lib/btrfs.ts";
 import { currentMountPointsOf } from "../lib/mounts.ts";
-import { parseSwapPartition, probeFsType, resizeTarget } from "../lib/partition.ts";
+import { probeFsType } from "../disk.ts";
+import { parseSwapPartition, resizeTarget } from "../lib/partition.ts";
 import { growXfs } from "../lib/xfs.ts";
 import type { Task, TaskContext } from "../task.ts";
 import { type BsdFamily, editRcConf, GROWFS_RC_VAR, isBsd } from "../os/bsd.ts";

@@ -7,7 +7,7 @@
  */
 import type { Task } from "../task.ts";
 import { assertClean, grow, preen, readHeader, replayJournal } from "../lib/e2fs.ts";
-import { resizeCandidate } from "../lib/partition.ts";
+import { resizeCandidate } from "./resize.ts";
 
 const EXT = new Set(["ext2", "ext3", "ext4"]);
 

@@ -10,7 +10,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Task, TaskContext } from "../task.ts";
-import { findDiskBySerial } from "../disk.ts";
+import { diskBySerial } from "../disk.ts";
 
 export const SHELL = "/bin/bash";
 
@@ -90,14 +90,6 @@ export function customTaskEnv(
   return env;
 }
 
-function devOfSerial(serial: string): string | undefined {
-  try {
-    return findDiskBySerial(serial);
-  } catch {
-    return undefined;
-  }
-}
-
 export const task: Task = {
   name: "RunCustomTask",
   mounted: true,
@@ -119,7 +111,7 @@ export const task: Task = {
         answerFile = path.join(dir, ctx.os.family === "windows-legacy" ? "sysprep.inf" : "unattend.xml");
         fs.writeFileSync(answerFile, Buffer.from(ctx.params.answerFile, "base64"), { mode: 0o600 });
       }
-      const env = customTaskEnv(ctx, { devOf: devOfSerial, answerFile });
+      const env = customTaskEnv(ctx, { devOf: (serial) => diskBySerial(serial), answerFile });
       const r = await ctx.run([SHELL, file], { allowFail: true, env });
       for (const line of tail(r.stdout, 5)) ctx.info(`custom task: ${line}`);
       if (r.exitCode !== 0) {

@@ -8,8 +8,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { run } from "../../helper/lib/exec.ts";
-import { probeFsType, readTable } from "../../helper/lib/partition.ts";
-import type { DiskInfo } from "../../helper/task.ts";
+import { readDisk } from "../../helper/disk.ts";
 import { task as fixPartitionTable } from "../../helper/tasks/FixPartitionTable.ts";
 import { task as resizeUnmounted } from "../../helper/tasks/FilesystemResizeUnmounted.ts";
 import { task as resizeMounted } from "../../helper/tasks/FilesystemResizeMounted.ts";
@@ -31,22 +30,6 @@ afterEach(async () => {
   fr?.cleanup();
   fr = undefined;
 });
-
-async function diskInfo(dev: string): Promise<DiskInfo> {
-  const t = (await readTable(run, dev))!;
-  const parts = await Promise.all(
-    t.partitions.map(async (p) => ({
-      number: p.number,
-      dev: `${dev}p${p.number}`,
-      startSector: p.start,
-      sizeSectors: p.size,
-      type: p.type,
-      kind: p.kind === "gpt" ? undefined : p.kind,
-      fsType: (await probeFsType(run, `${dev}p${p.number}`)) || undefined,
-    })),
-  );
-  return { dev, sizeBytes: Number((await run(["blockdev", "--getsize64", dev])).stdout.trim()), sectorSize: t.sectorSize, table: t.label === "dos" ? "msdos" : "gpt", partitions: parts };
-}
 
 async function attach(file: string): Promise<string> {
   const dev = (await run(["losetup", "-P", "--show", "-f", file])).stdout.trim();
@@ -70,10 +53,10 @@ async function setup(label: string, mib: number, grownMib: number, mkfs: string[
   fs.truncateSync(file, grownMib * MiB);
   dev = await attach(file);
   const ctx = fakeCtx(fr);
-  ctx.disk = await diskInfo(dev);
+  ctx.disk = await readDisk(run, dev);
   ctx.rootPartition = ctx.disk.partitions[0]!;
   ctx.refreshDisk = async () => {
-    ctx.disk = await diskInfo(dev);
+    ctx.disk = await readDisk(run, dev);
     ctx.rootPartition = ctx.disk.partitions[0]!;
   };
   return { ctx, dev };

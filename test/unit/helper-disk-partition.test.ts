@@ -6,7 +6,8 @@ import { afterEach, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { run } from "../../helper/lib/exec.ts";
-import { parseSwapPartition, partEnd, planGrow, readTable, resizeTarget, type PartitionTable } from "../../helper/lib/partition.ts";
+import { readTable, type PartitionTable } from "../../helper/disk.ts";
+import { parseSwapPartition, partEnd, planGrow, resizeTarget } from "../../helper/lib/partition.ts";
 import { task as fixPartitionTable } from "../../helper/tasks/FixPartitionTable.ts";
 import { fakeCtx, fakeRoot, type FakeRoot } from "./helper-fixtures.ts";
 
@@ -44,7 +45,7 @@ describe("FixPartitionTable on image files", () => {
     const before = await table(file);
     // A marker at the start of partition 2 must survive.
     const fd = fs.openSync(file, "r+");
-    fs.writeSync(fd, Buffer.from("SNF-MARKER"), 0, 10, before.partitions[1]!.start * 512);
+    fs.writeSync(fd, Buffer.from("SNF-MARKER"), 0, 10, before.partitions[1]!.startSector * 512);
     fs.closeSync(fd);
     fs.truncateSync(file, 128 * MiB);
     const ctx = ctxFor(file);
@@ -52,14 +53,14 @@ describe("FixPartitionTable on image files", () => {
     const after = await table(file);
     expect(after.partitions).toHaveLength(2);
     expect(after.partitions[0]).toEqual(before.partitions[0]!);
-    expect(after.partitions[1]!.start).toBe(before.partitions[1]!.start);
+    expect(after.partitions[1]!.startSector).toBe(before.partitions[1]!.startSector);
     expect(partEnd(after.partitions[1]!)).toBe(sectors(file) - 1);
     const dump = (await run(["sfdisk", "-d", file])).stdout;
     expect(dump).toContain("label-id: 0x12345678");
     expect(dump).toMatch(/disk\.img2 : .*type=83, bootable/);
     const buf = Buffer.alloc(10);
     const rfd = fs.openSync(file, "r");
-    fs.readSync(rfd, buf, 0, 10, after.partitions[1]!.start * 512);
+    fs.readSync(rfd, buf, 0, 10, after.partitions[1]!.startSector * 512);
     fs.closeSync(rfd);
     expect(buf.toString()).toBe("SNF-MARKER");
     expect(ctx.infos.join("\n")).toContain("grew partition 2");
@@ -87,7 +88,7 @@ describe("FixPartitionTable on image files", () => {
     await fixPartitionTable.run(ctxFor(file));
     const after = await table(file);
     expect(after.lastLba).toBe(sectors(file) - 34);
-    expect(after.partitions[1]!.start).toBe(before.partitions[1]!.start);
+    expect(after.partitions[1]!.startSector).toBe(before.partitions[1]!.startSector);
     expect(partEnd(after.partitions[1]!)).toBe(after.lastLba!);
     expect(after.partitions[1]!.type).toBe(before.partitions[1]!.type);
     const dump = (await run(["sfdisk", "-d", file])).stdout;
@@ -120,10 +121,10 @@ describe("FixPartitionTable on image files", () => {
     expect(swap!.number).toBe(2);
     expect(swap!.type).toBe("82");
     expect(partEnd(swap!)).toBe(sectors(file) - 1);
-    expect(swap!.size * 512).toBeGreaterThanOrEqual(32 * MiB);
-    expect(swap!.size * 512).toBeLessThan(34 * MiB);
-    expect(swap!.start % 2048).toBe(0);
-    expect(partEnd(root!)).toBe(swap!.start - 1);
+    expect(swap!.sizeSectors * 512).toBeGreaterThanOrEqual(32 * MiB);
+    expect(swap!.sizeSectors * 512).toBeLessThan(34 * MiB);
+    expect(swap!.startSector % 2048).toBe(0);
+    expect(partEnd(root!)).toBe(swap!.startSector - 1);
   });
 
   test("SWAP=5:16 on msdos without extended: creates an extended and a logical swap", async () => {
@@ -136,7 +137,7 @@ describe("FixPartitionTable on image files", () => {
     expect(ext.number).toBe(2);
     expect(swap.type).toBe("82");
     expect(partEnd(swap)).toBe(sectors(file) - 1);
-    expect(partEnd(t.partitions.find((p) => p.number === 1)!)).toBeLessThan(ext.start);
+    expect(partEnd(t.partitions.find((p) => p.number === 1)!)).toBeLessThan(ext.startSector);
   });
 
   test("SWAP=6:16 after a logical root: swap is the next logical partition", async () => {
@@ -148,8 +149,8 @@ describe("FixPartitionTable on image files", () => {
     const l6 = t.partitions.find((p) => p.number === 6)!;
     expect(l6.type).toBe("82");
     expect(partEnd(l6)).toBe(sectors(file) - 1);
-    expect(partEnd(l5)).toBeLessThan(l6.start);
-    expect(l5.size).toBeGreaterThan(10 * 2048);
+    expect(partEnd(l5)).toBeLessThan(l6.startSector);
+    expect(l5.sizeSectors).toBeGreaterThan(10 * 2048);
   });
 
   test("SWAP=3:16 on GPT: Linux swap GUID partition 3 at the end", async () => {
@@ -160,7 +161,7 @@ describe("FixPartitionTable on image files", () => {
     const p3 = t.partitions.find((p) => p.number === 3)!;
     expect(p3.type).toBe("0657fd6d-a4ab-43c4-84e5-0933c84b4f4f");
     expect(partEnd(p3)).toBe(t.lastLba!);
-    expect(partEnd(t.partitions[1]!)).toBe(p3.start - 1);
+    expect(partEnd(t.partitions[1]!)).toBe(p3.startSector - 1);
   });
 
   test("bad SWAP values and impossible requests are refused", async () => {
@@ -177,13 +178,12 @@ describe("FixPartitionTable on image files", () => {
 
   test("planGrow and resizeTarget are pure and agree on the target", () => {
     const t: PartitionTable = {
-      label: "dos",
-      device: "/dev/vda",
+      table: "msdos",
       sectorSize: 512,
       partitions: [
-        { number: 1, node: "/dev/vda1", start: 2048, size: 1000, type: "83", kind: "primary" },
-        { number: 2, node: "/dev/vda2", start: 4096, size: 10000, type: "5", kind: "extended" },
-        { number: 5, node: "/dev/vda5", start: 6144, size: 5000, type: "83", kind: "logical" },
+        { number: 1, dev: "/dev/vda1", startSector: 2048, sizeSectors: 1000, type: "83", kind: "primary" },
+        { number: 2, dev: "/dev/vda2", startSector: 4096, sizeSectors: 10000, type: "5", kind: "extended" },
+        { number: 5, dev: "/dev/vda5", startSector: 6144, sizeSectors: 5000, type: "83", kind: "logical" },
       ],
     };
     const plan = planGrow(t, 100000);
@@ -192,8 +192,7 @@ describe("FixPartitionTable on image files", () => {
       { op: "resize", number: 2, size: 100000 - 4096 },
       { op: "resize", number: 5, size: 100000 - 6144 },
     ]);
-    const parts = t.partitions.map((p) => ({ number: p.number, startSector: p.start, sizeSectors: p.size, kind: p.kind }));
-    expect(resizeTarget(parts)?.number).toBe(5);
-    expect(resizeTarget(parts, 5)?.number).toBe(1);
+    expect(resizeTarget(t.partitions)?.number).toBe(5);
+    expect(resizeTarget(t.partitions, 5)?.number).toBe(1);
   });
 });
