@@ -1,6 +1,6 @@
 /**
  * Runs the task table: decides per task whether it runs or is skipped
- * (mode, EXCLUDE_* properties, CLOUD_INIT, OS family), sends TASK_START /
+ * from the task's flags (modes, EXCLUDE_* properties, CLOUD_INIT, OS family), sends TASK_START /
  * TASK_END / TASK_SKIP monitor events, and on the first failure unmounts
  * everything and reports "<Task>: <cause>".
  */
@@ -17,12 +17,9 @@ export function errorText(e: unknown): string {
   return oneLine(msg) || (e instanceof Error ? e.name : "unknown error");
 }
 
-/** The tasks `rename` runs (everything else is create-only). */
-export const RENAME_TASKS: ReadonlySet<string> = new Set(["MountImage", "AssignHostname", "UmountImage"]);
-
 /** Why `task` does not run, or undefined if it runs. */
 export function skipReason(task: Task, props: Props, mode: HelperParams["mode"], family: OsFamily): string | undefined {
-  if (mode === "rename" && !RENAME_TASKS.has(task.name)) return "not run on rename";
+  if (!(task.modes ?? ["create"]).includes(mode)) return `not run on ${mode}`;
   if (props.bool("EXCLUDE_ALL_TASKS")) return "EXCLUDE_ALL_TASKS";
   if (task.mounted && props.bool("EXCLUDE_MOUNTED_TASKS")) return "EXCLUDE_MOUNTED_TASKS";
   if (task.fsResize && props.bool("EXCLUDE_FILESYSTEMRESIZE_TASKS")) return "EXCLUDE_FILESYSTEMRESIZE_TASKS";

@@ -1,7 +1,16 @@
 /**
  * What a task is and what it gets. The disk model (DiskInfo/Partition) is
- * filled by disk.ts, the one reader of `sfdisk --json`. The ordered table in tasks/index.ts is the
- * single source of task order, names and EXCLUDE_TASK_<Name> switches.
+ * filled by disk.ts, the one reader of `sfdisk --json`.
+ *
+ * Two context facts change while the table runs, and only these:
+ * - `os.distro` is "unknown" until MountImage detects it (tasks before it must
+ *   not rely on it);
+ * - `disk` (and `rootPartition`) are re-read by `refreshDisk()`, which
+ *   FixPartitionTable calls after growing the table.
+ * Everything a task needs to know about WHEN it runs is on the Task (mounted,
+ * excludable, fsResize, cloudInitSkip, families, modes); runner.ts decides.
+ * The ordered table in tasks/index.ts is the single source of task order,
+ * names and EXCLUDE_TASK_<Name> switches.
  */
 import type { HelperParams } from "../src/protocol.ts";
 import type { RunFn } from "./lib/exec.ts";
@@ -41,7 +50,7 @@ export type OsFamily = "linux" | "windows" | "windows-legacy" | "freebsd" | "ope
 
 export interface OsInfo {
   family: OsFamily;
-  /** Linux distribution family as detected from the mounted image (os/detect.ts). */
+  /** Linux distribution family (os/distro.ts detectDistro); "unknown" until MountImage sets it. */
   distro: "debian" | "redhat" | "suse" | "arch" | "gentoo" | "slackware" | "coreos" | "unknown";
 }
 
@@ -58,10 +67,11 @@ export type { RunResult } from "./lib/exec.ts";
 export interface TaskContext {
   params: HelperParams;
   props: Props;
-  /** Target disk (the instance's disk 0). */
+  /** Target disk (the instance's disk 0); re-read by refreshDisk() after FixPartitionTable changed it. */
   disk: DiskInfo;
   /** Partition holding the root filesystem. */
   rootPartition: Partition;
+  /** family: from OSFAMILY or detection before the first task; distro: set by MountImage. */
   os: OsInfo;
   /** Mount point of the image's root; valid only for mounted tasks. */
   root: string;
@@ -72,7 +82,7 @@ export interface TaskContext {
   /** Run one of the helper's own tools (never a binary from the image); lib/exec.ts `run`.
    *  Throws on non-zero exit unless allowFail; secrets go in `input` (stdin), never in argv. */
   run: RunFn;
-  /** Re-read the disk (after partition changes). */
+  /** Re-read the disk and the root partition (FixPartitionTable calls it after writing the table). */
   refreshDisk(): Promise<void>;
 }
 
@@ -88,5 +98,7 @@ export interface Task {
   cloudInitSkip?: boolean;
   /** OS families the task applies to (default: all). */
   families?: OsFamily[];
+  /** Modes the task runs in (default: create only). */
+  modes?: readonly HelperParams["mode"][];
   run(ctx: TaskContext): Promise<void>;
 }

@@ -58,6 +58,7 @@ export function assignHostname(ctx: TaskContext): void {
 
 export const task: Task = {
   name: "AssignHostname",
+  modes: ["create", "rename"],
   mounted: true,
   excludable: true,
   families: ["linux", "windows", "windows-legacy", "freebsd", "openbsd", "netbsd"],

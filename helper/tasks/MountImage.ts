@@ -191,6 +191,7 @@ async function mountBsd(ctx: TaskContext, family: BsdFamily, mounts: Mounts): Pr
 
 export const task: Task = {
   name: "MountImage",
+  modes: ["create", "rename"],
   mounted: true,
   excludable: false,
   run: (ctx) => mountImage(ctx),

@@ -4,6 +4,7 @@ import { imageMounts } from "../lib/mount.ts";
 
 export const task: Task = {
   name: "UmountImage",
+  modes: ["create", "rename"],
   mounted: true,
   excludable: false,
   async run(ctx) {

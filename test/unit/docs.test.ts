@@ -13,7 +13,14 @@ test("docs/tasks.md lists the task table in order with its flags", () => {
   expect(rows.map((r) => r[2])).toEqual(TASKS.map((t) => t.name));
   for (const [i, t] of TASKS.entries()) {
     const r = rows[i]!;
-    expect([r[3] === "yes", r[4] === "yes", r[5] === "yes", r[6] === "yes", r[7]]).toEqual([t.mounted, t.excludable, !!t.fsResize, !!t.cloudInitSkip, (t.families ?? ["all"]).join("/")]);
+    expect([r[3] === "yes", r[4] === "yes", r[5] === "yes", r[6] === "yes", r[7], r[8] === "yes"]).toEqual([
+      t.mounted,
+      t.excludable,
+      !!t.fsResize,
+      !!t.cloudInitSkip,
+      (t.families ?? ["all"]).join("/"),
+      (t.modes ?? ["create"]).includes("rename"),
+    ]);
   }
 });
 

@@ -35,7 +35,7 @@ describe("props", () => {
 describe("skipReason", () => {
   const props = (r: Record<string, string>) => makeProps(r);
   test("mode, excludes, cloud-init and families", () => {
-    const mnt = T("AssignHostname");
+    const mnt = T("AssignHostname", { modes: ["create", "rename"] });
     expect(skipReason(mnt, props({}), "create", "linux")).toBeUndefined();
     expect(skipReason(T("ChangePassword"), props({}), "rename", "linux")).toBe("not run on rename");
     expect(skipReason(mnt, props({}), "rename", "linux")).toBeUndefined();
