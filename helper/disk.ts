@@ -65,7 +65,7 @@ const SfdiskSchema = v.object({
 });
 
 /** msdos partition types of an extended partition (CHS, LBA, Linux). */
-export const EXTENDED_TYPES: ReadonlySet<string> = new Set(["5", "f", "85"]);
+const EXTENDED_TYPES: ReadonlySet<string> = new Set(["5", "f", "85"]);
 
 /** A disk's partition table without the per-partition filesystem probe (what FixPartitionTable plans on). */
 export type PartitionTable = Omit<DiskInfo, "dev" | "sizeBytes" | "table"> & { table: "msdos" | "gpt" };

@@ -83,11 +83,6 @@ function readCstr(b: Buffer): string {
   return b.subarray(0, end < 0 ? b.length : end).toString("utf8");
 }
 
-/** Is libcrypt usable through FFI here? */
-export function haveLibcrypt(): boolean {
-  return libcrypt() !== null;
-}
-
 /** crypt(phrase, setting) through libxcrypt; undefined if the library is unavailable; throws if it refuses. */
 export function cryptFfi(phrase: string, setting: string): string | undefined {
   const l = libcrypt();

@@ -25,7 +25,6 @@ const PART_SIZE = 16;
 /** OpenBSD has 16 (MAXPARTITIONS), NetBSD x86 16 (MAXPARTITIONS 16 since 5.0). */
 export const MAX_PARTITIONS = 16;
 export const FS_UNUSED = 0;
-export const FS_SWAP = 1;
 export const FS_BSDFFS = 7;
 
 export type BsdFlavor = "openbsd" | "netbsd";

@@ -23,7 +23,6 @@ export const SYSPREP_INF = "/sysprep/sysprep.inf";
 export const SYSPREP_DIR_WIN = "C:\\sysprep";
 export const INSTALL_FILES_PATH = "C:\\sysprep\\i386";
 export const OEM_DIR = "/sysprep/i386/$oem$";
-export const CMDLINES = `${OEM_DIR}/cmdlines.txt`;
 export const LEGACY_PASSWORD_SCRIPT = "snfpw.cmd";
 export const LEGACY_RDP_SCRIPT = "snfrdp.cmd";
 /** Largest sysprep.inf / cmdlines.txt we read from the image. */
