@@ -89,13 +89,48 @@ export interface FileMeta {
   gid?: number;
 }
 
-/** lstat of the resolved path, or undefined if missing. */
+/** stat of the resolved path (final symlink followed inside the root), or undefined if missing. */
 export function statIn(root: string, guestPath: string): fs.Stats | undefined {
   try {
     return fs.statSync(resolveInRoot(root, guestPath));
   } catch {
     return undefined;
   }
+}
+
+/** lstat of a path inside the image, not following its final component, or undefined if missing. */
+export function lstatIn(root: string, guestPath: string): fs.Stats | undefined {
+  try {
+    return fs.lstatSync(resolveInRoot(root, guestPath, { followLast: false }));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Does a path exist in the image, not following a final symlink (so dangling links count)? */
+export function lexistsIn(root: string, guestPath: string): boolean {
+  return lstatIn(root, guestPath) !== undefined;
+}
+
+/** Target of a symlink inside the image (not followed), or undefined if it is not one. */
+export function readLinkIn(root: string, guestPath: string): string | undefined {
+  try {
+    return fs.readlinkSync(resolveInRoot(root, guestPath, { followLast: false }));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Set owner and/or mode of an existing file or directory inside the image. */
+export function setMetaIn(root: string, guestPath: string, meta: FileMeta): void {
+  const host = resolveInRoot(root, guestPath);
+  if (meta.uid !== undefined || meta.gid !== undefined) fs.chownSync(host, meta.uid ?? -1, meta.gid ?? -1);
+  if (meta.mode !== undefined) fs.chmodSync(host, meta.mode);
+}
+
+/** Rename inside the image; neither final component is followed (a symlink moves as itself). */
+export function renameIn(root: string, fromGuest: string, toGuest: string): void {
+  fs.renameSync(resolveInRoot(root, fromGuest, { followLast: false }), resolveInRoot(root, toGuest, { followLast: false }));
 }
 
 export function existsIn(root: string, guestPath: string): boolean {

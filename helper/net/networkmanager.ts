@@ -37,7 +37,7 @@ export function nmKeyfile(i: NetInterface, uuid: string = randomUUID()): string 
 
 export const networkManager: NetRenderer = {
   name: "NetworkManager",
-  available: (root, opts) => opts.forceNetworkManager || networkManagerEnabled(root),
+  available: (root) => networkManagerEnabled(root),
   render(root, model: NetModel) {
     mkdirIn(root, "/etc/NetworkManager/system-connections", { mode: 0o700 });
     return model.interfaces.map((i) => {

@@ -2,29 +2,10 @@
  * What networking the mounted image actually uses, read from its files
  * (never from /etc/debian_version and never by running anything from it).
  */
-import * as fs from "node:fs";
-import { existsIn, isDirIn, listDirIn, resolveInRoot } from "../lib/safepath.ts";
-
-/** Does a path exist in the image, not following a final symlink (so dangling unit links count)? */
-export function lexistsIn(root: string, guestPath: string): boolean {
-  try {
-    fs.lstatSync(resolveInRoot(root, guestPath, { followLast: false }));
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { existsIn, isDirIn, lexistsIn, listDirIn, readLinkIn } from "../lib/safepath.ts";
 
 function maskedIn(root: string, unit: string): boolean {
-  for (const dir of ["/etc/systemd/system", "/run/systemd/system"]) {
-    try {
-      const host = resolveInRoot(root, `${dir}/${unit}`, { followLast: false });
-      if (fs.lstatSync(host).isSymbolicLink() && fs.readlinkSync(host) === "/dev/null") return true;
-    } catch {
-      // not there
-    }
-  }
-  return false;
+  return ["/etc/systemd/system", "/run/systemd/system"].some((dir) => readLinkIn(root, `${dir}/${unit}`) === "/dev/null");
 }
 
 /** Is a systemd unit enabled in the image (a link in some /etc/systemd/system/*.wants or alias), and not masked? */
@@ -57,6 +38,17 @@ export const networkdEnabled = (root: string): boolean =>
 export const ifupdownInstalled = (root: string): boolean => anyExists(root, ["/sbin/ifup", "/usr/sbin/ifup"]) && isDirIn(root, "/etc/network");
 
 export const ifupdownEnabled = (root: string): boolean => ifupdownInstalled(root) && unitEnabled(root, "networking.service");
+
+/**
+ * A SUSE-style network tree: /etc/sysconfig/network is a directory (on Red
+ * Hat it is a file) holding wicked's/sysconfig's global config, or wicked
+ * itself is there.
+ */
+export const hasWicked = (root: string): boolean =>
+  isDirIn(root, "/etc/sysconfig/network") &&
+  (existsIn(root, "/etc/sysconfig/network/config") ||
+    anyExists(root, ["/usr/sbin/wicked", "/sbin/wicked"]) ||
+    unitEnabled(root, "wicked.service", ["network.service"]));
 
 export const hasIfcfg = (root: string): boolean => isDirIn(root, "/etc/sysconfig/network-scripts");
 

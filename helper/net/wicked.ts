@@ -14,25 +14,14 @@
  * DHCLIENT6_MODE is managed for stateful DHCPv6 and info for stateless.
  */
 import type { NetInterface, NetModel } from "./model.ts";
-import { existsIn, isDirIn, mkdirIn, writeFileIn } from "../lib/safepath.ts";
-import { anyExists, unitEnabled } from "./probe.ts";
+import { mkdirIn, writeFileIn } from "../lib/safepath.ts";
+import { hasWicked } from "./probe.ts";
 import type { NetRenderer } from "./renderer.ts";
 
 const DIR = "/etc/sysconfig/network";
 export const wickedIfcfgFile = (i: NetInterface): string => `${DIR}/ifcfg-${i.name}`;
 export const wickedRouteFile = (i: NetInterface): string => `${DIR}/ifroute-${i.name}`;
 export const wickedLinkFile = (i: NetInterface): string => `/etc/systemd/network/10-snf-image-${i.name}.link`;
-
-/**
- * A SUSE-style network tree: /etc/sysconfig/network is a directory (on Red
- * Hat it is a file) holding wicked's/sysconfig's global config, or wicked
- * itself is there.
- */
-export const hasWicked = (root: string): boolean =>
-  isDirIn(root, DIR) &&
-  (existsIn(root, `${DIR}/config`) ||
-    anyExists(root, ["/usr/sbin/wicked", "/sbin/wicked"]) ||
-    unitEnabled(root, "wicked.service", ["network.service"]));
 
 export function wickedBootproto(i: NetInterface): string {
   const v4 = i.ipv4?.method;

@@ -6,13 +6,12 @@
  * .ssh/authorized_keys). Under the home: directory 0700, file 0600, both
  * owned by the user (uid/gid from the image's passwd).
  */
-import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Task, TaskContext } from "../task.ts";
 import { readUsers, type PasswdEntry } from "../lib/passwd.ts";
-import { isDirIn, mkdirIn, readTextIn, resolveInRoot, writeFileIn } from "../lib/safepath.ts";
+import { isDirIn, mkdirIn, readTextIn, setMetaIn, writeFileIn } from "../lib/safepath.ts";
 import { authorizedKeysFiles, expandAuthorizedKeysPath, readSshdConfig } from "../os/sshd.ts";
-import { targetUsers } from "./ChangePassword.ts";
+import { targetUsers } from "../os/users.ts";
 
 /** Key lines worth installing (blank lines and comments dropped). */
 export function keyLines(text: string): string[] {
@@ -38,11 +37,7 @@ function installFor(ctx: TaskContext, user: PasswdEntry, token: string, keys: st
   if (home && file.startsWith(`${home}/`)) {
     if (!isDirIn(ctx.root, home)) mkdirIn(ctx.root, home, { mode: 0o700, uid: user.uid, gid: user.gid });
     mkdirIn(ctx.root, dir, { mode: 0o700, uid: user.uid, gid: user.gid });
-    if (dir !== home) {
-      const hostDir = resolveInRoot(ctx.root, dir);
-      fs.chownSync(hostDir, user.uid, user.gid);
-      fs.chmodSync(hostDir, 0o700);
-    }
+    if (dir !== home) setMetaIn(ctx.root, dir, { mode: 0o700, uid: user.uid, gid: user.gid });
   } else {
     mkdirIn(ctx.root, dir);
   }
@@ -64,7 +59,7 @@ export function authorizedKeys(ctx: TaskContext): void {
     return;
   }
   const all = readUsers(ctx.root);
-  for (const name of targetUsers(ctx)) {
+  for (const name of targetUsers(ctx.props, ctx.os.family)) {
     const user = all.find((u) => u.name === name);
     if (!user) throw new Error(`user ${name} does not exist in the image's /etc/passwd`);
     const file = installFor(ctx, user, token, keys);

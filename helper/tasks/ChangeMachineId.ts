@@ -6,10 +6,9 @@
  * first boot (and to run first-boot units). A dbus file that is a symlink
  * (usually to /etc/machine-id) is left as it is.
  */
-import * as fs from "node:fs";
 import { randomBytes } from "node:crypto";
 import type { Task, TaskContext } from "../task.ts";
-import { readTextIn, resolveInRoot, writeFileIn } from "../lib/safepath.ts";
+import { lstatIn, readTextIn, writeFileIn } from "../lib/safepath.ts";
 
 /** 32 lower-case hex digits, formatted as a v4 UUID like systemd's own ids. */
 export function newMachineId(): string {
@@ -24,13 +23,9 @@ const ID = /^[0-9a-f]{32}$/;
 export function changeMachineId(ctx: TaskContext, id = newMachineId()): void {
   let changed = 0;
   for (const file of ["/etc/machine-id", "/var/lib/dbus/machine-id"]) {
-    let isLink = false;
-    try {
-      isLink = fs.lstatSync(resolveInRoot(ctx.root, file, { followLast: false })).isSymbolicLink();
-    } catch {
-      continue; // missing
-    }
-    if (isLink && file !== "/etc/machine-id") continue;
+    const st = lstatIn(ctx.root, file);
+    if (!st) continue; // missing
+    if (st.isSymbolicLink() && file !== "/etc/machine-id") continue;
     const cur = readTextIn(ctx.root, file);
     if (cur === undefined) continue;
     if (!ID.test(cur.trim())) {

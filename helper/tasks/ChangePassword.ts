@@ -14,24 +14,21 @@ import { readUsers, setShadowHash, shadowDay, shadowHashOf, updateShadow } from 
 import { addCmdScript, adminPasswordValue, editSysprepInf, iniSet, LEGACY_PASSWORD_SCRIPT, legacyPasswordScript } from "../os/windows-legacy.ts";
 import { readTextIn, writeFileIn } from "../lib/safepath.ts";
 import { type BsdFamily, DEFAULT_HASH, isBsd, scheduleDbRebuild, setMasterPasswdHash } from "../os/bsd.ts";
+import { targetUsers } from "../os/users.ts";
 import { editUnattend, ensureRunSynchronous, findUnattend, PASSWORD_SCRIPT_WIN, updateSetupComplete, windowsArch, winPath, writePasswordScript } from "../os/windows.ts";
 
-/** USERS property as a list (default root). */
-export function targetUsers(ctx: TaskContext): string[] {
-  const raw = ctx.props.get("USERS")?.trim();
-  const users = raw ? raw.split(/\s+/) : ["root"];
-  return [...new Set(users)];
+/** Windows (both kinds): the password to set, or undefined when none was given; a hash is refused. */
+function windowsPassword(ctx: TaskContext): string | undefined {
+  const { password, passwordHash } = ctx.params;
+  if (passwordHash !== undefined) throw new Error("a password hash (img_passwd_hash) cannot be used for Windows images; give the password (img_passwd)");
+  if (password === undefined) ctx.info("no password given; passwords left unchanged");
+  return password;
 }
 
 export async function changeWindowsPassword(ctx: TaskContext): Promise<void> {
-  const { password, passwordHash } = ctx.params;
-  if (passwordHash !== undefined) throw new Error("a password hash (img_passwd_hash) cannot be used for Windows images; give the password (img_passwd)");
-  if (password === undefined) {
-    ctx.info("no password given; passwords left unchanged");
-    return;
-  }
-  const raw = ctx.props.get("USERS")?.trim();
-  const users = [...new Set(raw ? raw.split(/\s+/) : ["Administrator"])];
+  const password = windowsPassword(ctx);
+  if (password === undefined) return;
+  const users = targetUsers(ctx.props, ctx.os.family);
   const answer = findUnattend(ctx.root);
   if (answer === undefined) throw new Error("the Windows image has no answer file to run the password script from (is InstallUnattend excluded?)");
   writePasswordScript(ctx.root, users, password);
@@ -46,14 +43,9 @@ export async function changeWindowsPassword(ctx: TaskContext): Promise<void> {
  * under C:\sysprep, which Windows deletes after mini-setup).
  */
 export async function changeLegacyPassword(ctx: TaskContext): Promise<void> {
-  const { password, passwordHash } = ctx.params;
-  if (passwordHash !== undefined) throw new Error("a password hash (img_passwd_hash) cannot be used for Windows images; give the password (img_passwd)");
-  if (password === undefined) {
-    ctx.info("no password given; passwords left unchanged");
-    return;
-  }
-  const raw = ctx.props.get("USERS")?.trim();
-  const users = [...new Set(raw ? raw.split(/\s+/) : ["Administrator"])];
+  const password = windowsPassword(ctx);
+  if (password === undefined) return;
+  const users = targetUsers(ctx.props, ctx.os.family);
   const admin = users.filter((u) => u.toLowerCase() === "administrator");
   const others = users.filter((u) => u.toLowerCase() !== "administrator");
   if (admin.length) {
@@ -78,7 +70,7 @@ export async function changePassword(ctx: TaskContext): Promise<void> {
   if (password !== undefined && passwordHash !== undefined) throw new Error("both a password and a password hash were given");
   if (passwordHash !== undefined && (/[:\s]/.test(passwordHash) || passwordHash === "")) throw new Error("the password hash is empty or contains ':' or whitespace");
   if (isBsd(ctx.os.family)) return changeBsdPassword(ctx, ctx.os.family);
-  const users = targetUsers(ctx);
+  const users = targetUsers(ctx.props, ctx.os.family);
   const known = new Set(readUsers(ctx.root).map((u) => u.name));
   const shadow = readTextIn(ctx.root, "/etc/shadow");
   if (shadow === undefined) throw new Error("the image has no /etc/shadow");
@@ -106,7 +98,7 @@ export async function changePassword(ctx: TaskContext): Promise<void> {
  */
 async function changeBsdPassword(ctx: TaskContext, family: BsdFamily): Promise<void> {
   const { password, passwordHash } = ctx.params;
-  const users = targetUsers(ctx);
+  const users = targetUsers(ctx.props, ctx.os.family);
   const text = readTextIn(ctx.root, "/etc/master.passwd");
   if (text === undefined) throw new Error("the image has no /etc/master.passwd");
   const method = passwordHash === undefined ? parseHashMethod(ctx.props.get("PASSWD_HASHING_METHOD"), DEFAULT_HASH[family]) : undefined;

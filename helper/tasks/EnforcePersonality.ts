@@ -7,12 +7,11 @@
  * symlink there is moved aside like a file, so the write lands exactly at
  * the (safepath-resolved) location.
  */
-import * as fs from "node:fs";
 import * as path from "node:path";
 import type { PersonalityFile } from "../../src/protocol.ts";
 import type { Task, TaskContext } from "../task.ts";
 import { readGroups, readUsers, resolveGid, resolveUid, type GroupEntry, type PasswdEntry } from "../lib/passwd.ts";
-import { mkdirIn, resolveInRoot, statIn, writeFileIn } from "../lib/safepath.ts";
+import { lexistsIn, lstatIn, mkdirIn, renameIn, statIn, writeFileIn } from "../lib/safepath.ts";
 import { ensureDirCi, findCi, winPath } from "../os/windows.ts";
 
 const BASE64 = /^[A-Za-z0-9+/\r\n]*={0,2}[\r\n]*$/;
@@ -73,33 +72,18 @@ export function enforcePersonality(ctx: TaskContext): void {
     const { uid, gid } = ownerIds(f, getUsers, getGroups);
     const parent = path.posix.dirname(guest);
     mkdirIn(ctx.root, parent, { mode: 0o750 });
-    const hostParent = resolveInRoot(ctx.root, parent);
-    const name = path.posix.basename(guest);
-    const target = path.join(hostParent, name);
-    let st: fs.Stats | undefined;
-    try {
-      st = fs.lstatSync(target);
-    } catch {
-      st = undefined;
-    }
+    const target = path.posix.join(parent, path.posix.basename(guest));
+    const st = lstatIn(ctx.root, target);
     if (st?.isDirectory()) throw new Error(`personality file ${f.path}: a directory of that name exists in the image`);
     if (st) {
       let bak = `${target}.bak.${ts}`;
-      for (let i = 1; fs.existsSync(bak) || isLink(bak); i++) bak = `${target}.bak.${ts}.${i}`;
-      fs.renameSync(target, bak);
-      ctx.info(`${f.path} existed; kept as ${path.basename(bak)}`);
+      for (let i = 1; lexistsIn(ctx.root, bak); i++) bak = `${target}.bak.${ts}.${i}`;
+      renameIn(ctx.root, target, bak);
+      ctx.info(`${f.path} existed; kept as ${path.posix.basename(bak)}`);
     }
     // The final component no longer exists, so this resolves to `target`.
-    writeFileIn(ctx.root, path.posix.join(parent, name), data, { mode: f.mode, uid, gid });
+    writeFileIn(ctx.root, target, data, { mode: f.mode, uid, gid });
     ctx.info(`wrote ${f.path} (${data.length} bytes, ${f.owner}:${f.group}, mode ${f.mode.toString(8)})`);
-  }
-}
-
-function isLink(p: string): boolean {
-  try {
-    return fs.lstatSync(p).isSymbolicLink();
-  } catch {
-    return false;
   }
 }
 
