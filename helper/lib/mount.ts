@@ -1,4 +1,6 @@
 /**
+ * The helper's one mount-table module: reading the kernel's table
+ * (/proc/self/mountinfo: what is mounted where, read-only or not) and
  * mount/umount through the helper's own tools, with every mount tracked so
  * that everything is unmounted, deepest first, on success and on failure.
  */
@@ -13,23 +15,81 @@ export interface MountOptions {
   readOnly?: boolean;
 }
 
-/** Mount points currently mounted at or below `dir` (from /proc/self/mountinfo), deepest first. */
-export function mountsUnder(dir: string, mountinfo = "/proc/self/mountinfo"): string[] {
-  const base = path.resolve(dir);
+/** Undo the octal escapes (\040 space, \011 tab, \012 newline, \134 backslash) of mountinfo and fstab fields. */
+export function unescapeMountField(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+/** One line of /proc/self/mountinfo, fields unescaped. */
+export interface MountInfoEntry {
+  mountPoint: string;
+  /** Per-mount options (field 6). */
+  options: string[];
+  fsType: string;
+  source: string;
+  /** Per-superblock options (after the "-" separator). */
+  superOptions: string[];
+}
+
+/** The kernel's mount table (/proc/self/mountinfo), in mount order; [] if unreadable. */
+export function readMountInfo(mountinfo = "/proc/self/mountinfo"): MountInfoEntry[] {
   let text: string;
   try {
     text = fs.readFileSync(mountinfo, "utf8");
   } catch {
     return [];
   }
-  const out: string[] = [];
+  const out: MountInfoEntry[] = [];
   for (const line of text.split("\n")) {
     const f = line.split(" ");
-    if (f.length < 5) continue;
-    const mp = f[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-    if (mp === base || mp.startsWith(base.endsWith("/") ? base : `${base}/`)) out.push(mp);
+    if (f.length < 6) continue;
+    const sep = f.indexOf("-", 6);
+    out.push({
+      mountPoint: unescapeMountField(f[4]!),
+      options: f[5]!.split(","),
+      fsType: sep > 0 ? (f[sep + 1] ?? "") : "",
+      source: sep > 0 ? unescapeMountField(f[sep + 2] ?? "") : "",
+      superOptions: sep > 0 ? (f[sep + 3] ?? "").split(",") : [],
+    });
   }
+  return out;
+}
+
+/** Mount points currently mounted at or below `dir` (from /proc/self/mountinfo), deepest first. */
+export function mountsUnder(dir: string, mountinfo = "/proc/self/mountinfo"): string[] {
+  const base = path.resolve(dir);
+  const prefix = base.endsWith("/") ? base : `${base}/`;
+  const out = readMountInfo(mountinfo)
+    .map((m) => m.mountPoint)
+    .filter((mp) => mp === base || mp.startsWith(prefix));
   return sortDeepestFirst(out);
+}
+
+/**
+ * Is the mount at `target` read-only, per mount or per superblock (Linux
+ * mounts an unclean UFS read-only at the superblock)? The topmost mount
+ * counts; undefined if nothing is mounted there.
+ */
+export function mountIsReadOnly(target: string, mountinfo = "/proc/self/mountinfo"): boolean | undefined {
+  const m = readMountInfo(mountinfo).findLast((e) => e.mountPoint === target);
+  return m === undefined ? undefined : m.options.includes("ro") || m.superOptions.includes("ro");
+}
+
+function real(p: string): string {
+  try {
+    return fs.realpathSync(p);
+  } catch {
+    return p;
+  }
+}
+
+/** Where block device `dev` is mounted (shortest mount point first). */
+export function mountPointsOf(dev: string, mountinfo = "/proc/self/mountinfo"): string[] {
+  const want = real(dev);
+  return readMountInfo(mountinfo)
+    .filter((m) => m.source === dev || (m.source.startsWith("/") && real(m.source) === want))
+    .map((m) => m.mountPoint)
+    .sort((a, b) => a.length - b.length);
 }
 
 export function sortDeepestFirst(points: string[]): string[] {

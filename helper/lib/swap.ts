@@ -1,7 +1,6 @@
 /**
- * Swap: mkswap a partition/disk and register it in the image's fstab by UUID.
+ * Swap: mkswap a partition/disk (its fstab line: os/fstab.ts).
  */
-import { readTextIn, writeFileIn } from "./safepath.ts";
 import type { RunFn } from "./exec.ts";
 
 /** mkswap the device; returns the new UUID. */
@@ -14,19 +13,6 @@ export async function makeSwap(run: RunFn, dev: string): Promise<string> {
   const uuid = b.stdout.trim();
   if (!/^[0-9a-fA-F-]{36}$/.test(uuid)) throw new Error(`cannot read the UUID of the new swap on ${dev}`);
   return uuid.toLowerCase();
-}
-
-export function fstabSwapLine(uuid: string): string {
-  return `UUID=${uuid} none swap sw 0 0`;
-}
-
-/** Append the swap line to /etc/fstab (kept owner/mode; no duplicate). Returns false if it was already there. */
-export function addSwapToFstab(root: string, uuid: string): boolean {
-  const old = readTextIn(root, "/etc/fstab") ?? "";
-  if (old.split("\n").some((l) => l.trim().split(/\s+/)[0] === `UUID=${uuid}`)) return false;
-  const sep = old === "" || old.endsWith("\n") ? "" : "\n";
-  writeFileIn(root, "/etc/fstab", `${old}${sep}${fstabSwapLine(uuid)}\n`);
-  return true;
 }
 
 /** Disk-letter form of SWAP ("b" → disk index 1). */

@@ -9,7 +9,8 @@ import type { Task } from "../task.ts";
 import { isDirIn, mkdirIn, writeFileIn } from "../lib/safepath.ts";
 import { parseSwapPartition } from "../lib/partition.ts";
 import { diskBySerial } from "../disk.ts";
-import { addSwapToFstab, cloudInitSwapConfig, makeSwap, swapDiskIndex } from "../lib/swap.ts";
+import { cloudInitSwapConfig, makeSwap, swapDiskIndex } from "../lib/swap.ts";
+import { addSwapToFstab } from "../os/fstab.ts";
 
 export const task: Task = {
   name: "AddSwap",

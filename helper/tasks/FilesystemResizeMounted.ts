@@ -4,7 +4,7 @@
  */
 import * as path from "node:path";
 import { growBtrfs } from "../lib/btrfs.ts";
-import { currentMountPointsOf } from "../lib/mounts.ts";
+import { mountPointsOf } from "../lib/mount.ts";
 import { probeFsType } from "../disk.ts";
 import { parseSwapPartition, resizeTarget } from "../lib/partition.ts";
 import { growXfs } from "../lib/xfs.ts";
@@ -57,7 +57,7 @@ export const task: Task = {
       ctx.info(`${fs || "unknown filesystem"} on ${path.basename(part.dev)}: not resized while mounted`);
       return;
     }
-    const mp = part.number === ctx.rootPartition.number ? ctx.root : currentMountPointsOf(part.dev)[0];
+    const mp = part.number === ctx.rootPartition.number ? ctx.root : mountPointsOf(part.dev)[0];
     if (!mp) {
       ctx.warn(`${fs} on ${path.basename(part.dev)} is not mounted (not in the image's fstab?); not resized`);
       return;

@@ -1,91 +1,20 @@
 /**
  * MountImage: mount the root partition read-write at ctx.root, then (linux)
  * every local filesystem the image's /etc/fstab names, parents first. fstab
- * entries must name partitions of this disk by UUID/LABEL/PARTUUID/PARTLABEL.
+ * entries must name partitions of this disk by UUID/LABEL/PARTUUID/PARTLABEL
+ * (which entries, in what order: os/fstab.ts).
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
-import type { DiskInfo, Partition, Task, TaskContext } from "../task.ts";
-import { findBySpec } from "../disk.ts";
-import { imageMounts, type Mounts } from "../lib/mount.ts";
+import type { Task, TaskContext } from "../task.ts";
+import { carriedOptions, parseFstab, planFstabMounts } from "../os/fstab.ts";
+import { imageMounts, mountIsReadOnly, type Mounts } from "../lib/mount.ts";
 import { isDirIn, mkdirIn, readTextIn, resolveInRoot } from "../lib/safepath.ts";
 import { detectDistro } from "../os/distro.ts";
 import { replayJournal } from "../lib/e2fs.ts";
 import { isBsd, type BsdFamily, ufsTypeOf } from "../os/bsd.ts";
 import { FS_BSDFFS, readLabel } from "../lib/disklabel.ts";
 import { UFS_WRITE_MARKER } from "../../src/protocol.ts";
-
-export interface FstabEntry {
-  spec: string;
-  file: string;
-  vfstype: string;
-  options: string[];
-  line: number;
-}
-
-const unescape = (s: string): string => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-
-export function parseFstab(text: string): FstabEntry[] {
-  const out: FstabEntry[] = [];
-  text.split("\n").forEach((raw, i) => {
-    const line = raw.trim();
-    if (line === "" || line.startsWith("#")) return;
-    const f = line.split(/\s+/);
-    if (f.length < 2) return;
-    out.push({ spec: unescape(f[0]!), file: unescape(f[1]!), vfstype: f[2] ?? "auto", options: (f[3] ?? "defaults").split(","), line: i + 1 });
-  });
-  return out;
-}
-
-const SKIP_TYPES = new Set([
-  "none", "proc", "sysfs", "tmpfs", "devpts", "devtmpfs", "swap", "nfs", "nfs4", "cifs", "smbfs", "sshfs", "fuse.sshfs",
-  "cgroup", "cgroup2", "securityfs", "debugfs", "tracefs", "hugetlbfs", "mqueue", "pstore", "configfs", "efivarfs",
-  "binfmt_misc", "autofs", "usbfs", "rpc_pipefs", "nfsd", "iso9660", "udf", "ramfs", "overlay", "9p", "virtiofs", "glusterfs", "ceph",
-]);
-
-/** Options worth passing on from fstab (the rest are boot-time policy). */
-function carriedOptions(e: FstabEntry): string[] {
-  return e.options.filter((o) => /^(subvol|subvolid)=/.test(o));
-}
-
-export interface PlannedMount {
-  entry: FstabEntry;
-  partition: Partition;
-}
-
-/**
- * Which fstab entries to mount, in mount order. Throws naming the entry if
- * one names a device path or a partition that is not on the disk.
- */
-export function planFstabMounts(entries: FstabEntry[], disk: DiskInfo, skipped: (e: FstabEntry, why: string) => void = () => {}): PlannedMount[] {
-  const out: PlannedMount[] = [];
-  for (const e of entries) {
-    const mp = e.file;
-    if (mp === "/") continue; // the root is already mounted
-    if (SKIP_TYPES.has(e.vfstype) || e.spec === "none" || mp === "none" || mp === "swap" || !mp.startsWith("/")) {
-      skipped(e, `type ${e.vfstype}`);
-      continue;
-    }
-    if (e.options.includes("bind") || e.options.includes("rbind")) {
-      skipped(e, "bind mount");
-      continue;
-    }
-    if (e.options.includes("noauto")) {
-      skipped(e, "noauto");
-      continue;
-    }
-    const p = findBySpec(disk, e.spec);
-    if (p === null) {
-      if (e.spec.startsWith("/dev/")) throw new Error(`fstab entry ${e.spec} for ${mp} is not by UUID or LABEL`);
-      skipped(e, `source ${e.spec} is not a local partition`);
-      continue;
-    }
-    if (p === undefined) throw new Error(`fstab entry ${e.spec} for ${mp}: no such partition on the disk`);
-    out.push({ entry: e, partition: p });
-  }
-  const depth = (s: string) => s.split("/").filter(Boolean).length;
-  return out.sort((a, b) => depth(a.entry.file) - depth(b.entry.file) || (a.entry.file < b.entry.file ? -1 : a.entry.file > b.entry.file ? 1 : 0));
-}
 
 export async function mountImage(ctx: TaskContext, mounts: Mounts = imageMounts): Promise<void> {
   fs.mkdirSync(ctx.root, { recursive: true, mode: 0o755 });
@@ -153,21 +82,6 @@ function bsdRootDevice(ctx: TaskContext, family: BsdFamily): string {
   const dev = kernelPartitionAt(ctx.disk.dev, a.offset, a.size);
   if (!dev) throw new Error(`the kernel shows no device for disklabel partition a (sectors ${a.offset}+${a.size})`);
   return dev;
-}
-
-/**
- * Is the mount at `target` read-only, per mount or per superblock (mountinfo
- * fields 6 and the one after the "-" separator)? undefined if not mounted.
- */
-export function mountIsReadOnly(target: string, mountinfo = "/proc/self/mountinfo"): boolean | undefined {
-  for (const line of fs.readFileSync(mountinfo, "utf8").split("\n")) {
-    const f = line.split(" ");
-    if (f[4] !== target) continue;
-    const sep = f.indexOf("-", 6);
-    const superOpts = sep > 0 ? (f[sep + 3] ?? "") : "";
-    return f[5]!.split(",").includes("ro") || superOpts.split(",").includes("ro");
-  }
-  return undefined;
 }
 
 async function mountBsd(ctx: TaskContext, family: BsdFamily, mounts: Mounts): Promise<void> {

@@ -6,7 +6,7 @@ import * as path from "node:path";
 import { findBySpec, parseSfdiskJson, readDisk } from "../../helper/disk.ts";
 import { run } from "../../helper/lib/exec.ts";
 import { mountsUnder, sortDeepestFirst } from "../../helper/lib/mount.ts";
-import { parseFstab, planFstabMounts } from "../../helper/tasks/MountImage.ts";
+import { parseFstab, planFstabMounts } from "../../helper/os/fstab.ts";
 import { resolveRoot } from "../../helper/os/detect.ts";
 import { makeProps } from "../../helper/props.ts";
 import type { DiskInfo, OsFamily, Partition } from "../../helper/task.ts";
