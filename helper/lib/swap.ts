@@ -20,9 +20,3 @@ export function swapDiskIndex(value: string): number | null {
   const v = value.trim();
   return /^[b-z]$/.test(v) ? v.charCodeAt(0) - "a".charCodeAt(0) : null;
 }
-
-/** cloud-init swap file config (used under CLOUD_INIT, where no partition is carved). */
-export function cloudInitSwapConfig(mib: number): string {
-  const bytes = mib * 1024 * 1024;
-  return `# Written by snf-image (SWAP property)\nswap:\n  filename: /swap.img\n  size: ${bytes}\n  maxsize: ${bytes}\n`;
-}

@@ -51,5 +51,3 @@ export const hasWicked = (root: string): boolean =>
     unitEnabled(root, "wicked.service", ["network.service"]));
 
 export const hasIfcfg = (root: string): boolean => isDirIn(root, "/etc/sysconfig/network-scripts");
-
-export const hasCloudInit = (root: string): boolean => isDirIn(root, "/etc/cloud");

@@ -6,10 +6,10 @@
  */
 import { diskSerial } from "../../src/protocol.ts";
 import type { Task } from "../task.ts";
-import { isDirIn, mkdirIn, writeFileIn } from "../lib/safepath.ts";
 import { parseSwapPartition } from "../lib/partition.ts";
 import { diskBySerial } from "../disk.ts";
-import { cloudInitSwapConfig, makeSwap, swapDiskIndex } from "../lib/swap.ts";
+import { makeSwap, swapDiskIndex } from "../lib/swap.ts";
+import { requestSwapFile, requireCloudInit } from "../os/cloudinit.ts";
 import { addSwapToFstab } from "../os/fstab.ts";
 
 export const task: Task = {
@@ -29,10 +29,8 @@ export const task: Task = {
       const p = ctx.disk.partitions.find((x) => x.number === part.number);
       if (!p) {
         if (ctx.props.bool("CLOUD_INIT")) {
-          if (!isDirIn(ctx.root, "/etc/cloud")) throw new Error("CLOUD_INIT is set but the image has no /etc/cloud");
-          mkdirIn(ctx.root, "/etc/cloud/cloud.cfg.d");
-          writeFileIn(ctx.root, "/etc/cloud/cloud.cfg.d/98_snf-image-AddSwap.cfg", cloudInitSwapConfig(part.mib), { mode: 0o644 });
-          ctx.info(`asked cloud-init for a ${part.mib} MiB swap file`);
+          requireCloudInit(ctx.root);
+          ctx.info(`asked cloud-init for a ${part.mib} MiB swap file (${requestSwapFile(ctx.root, part.mib)})`);
           return;
         }
         throw new Error(`swap partition ${part.number} does not exist (is FixPartitionTable excluded?)`);

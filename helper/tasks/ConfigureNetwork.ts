@@ -6,7 +6,8 @@
  * overwrite it at first boot.
  */
 import type { Task } from "../task.ts";
-import { cloudInit, disableCloudInitNetwork } from "../net/cloudinit.ts";
+import { cloudInit } from "../net/cloudinit.ts";
+import { disableCloudInitNetwork } from "../os/cloudinit.ts";
 import { buildNetModel, describeModel } from "../net/model.ts";
 import { select } from "../net/renderers.ts";
 import { configureBsdNetwork, isBsd } from "../os/bsd.ts";

@@ -15,6 +15,7 @@ import type { Task, TaskContext } from "../task.ts";
 import { isDirIn, listDirIn, mkdirIn, removeIn, writeFileIn } from "../lib/safepath.ts";
 import { hostKeys, readSshdConfig } from "../os/sshd.ts";
 import { isBsd } from "../os/bsd.ts";
+import { hasCloudInit, keepHostKeys } from "../os/cloudinit.ts";
 
 export const KEY_TYPES = ["ed25519", "ecdsa", "rsa"] as const;
 export type KeyType = (typeof KEY_TYPES)[number];
@@ -100,16 +101,9 @@ export async function deleteSshKeys(ctx: TaskContext): Promise<void> {
  * here and generate its own (all its ssh_genkeytypes, DSA included: seconds
  * of RSA keygen under TCG, and not the keys the host made for this deployment).
  */
-export const CLOUD_INIT_SSH_CFG = "/etc/cloud/cloud.cfg.d/98_snf-image-DeleteSSHKeys.cfg";
-export const CLOUD_INIT_SSH_CFG_TEXT = "# Written by snf-image: the host keys are already fresh.\nssh_deletekeys: false\nssh_genkeytypes: []\n";
-
 async function deleteSshKeysTask(ctx: TaskContext): Promise<void> {
   await deleteSshKeys(ctx);
-  if (ctx.props.bool("CLOUD_INIT") && isDirIn(ctx.root, "/etc/cloud")) {
-    mkdirIn(ctx.root, "/etc/cloud/cloud.cfg.d");
-    writeFileIn(ctx.root, CLOUD_INIT_SSH_CFG, CLOUD_INIT_SSH_CFG_TEXT, { mode: 0o644, uid: 0, gid: 0 });
-    ctx.info(`cloud-init told to keep these host keys (${CLOUD_INIT_SSH_CFG})`);
-  }
+  if (ctx.props.bool("CLOUD_INIT") && hasCloudInit(ctx.root)) ctx.info(`cloud-init told to keep these host keys (${keepHostKeys(ctx.root)})`);
 }
 
 export const task: Task = {

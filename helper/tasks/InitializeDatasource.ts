@@ -6,18 +6,14 @@
  */
 import { randomBytes } from "node:crypto";
 import type { Task } from "../task.ts";
-import { isDirIn, mkdirIn, writeFileIn } from "../lib/safepath.ts";
-
-export const SEED_DIR = "/var/lib/cloud/seed/nocloud-net";
-export const DATASOURCE_CFG = "/etc/cloud/cloud.cfg.d/99_snf-image-datasource.cfg";
-export const CLEAR_SCRIPT = "/var/lib/cloud/scripts/per-once/snf-image-clear-userdata.sh";
+import { requireCloudInit, SEED_DIR, writeCloudCfg, writePerOnceScript, writeSeedFile } from "../os/cloudinit.ts";
 
 /**
  * prefer_fqdn_over_hostname: cloud-init otherwise cuts local-hostname at the
  * first dot, so an instance named vm1.example.org would boot as "vm1" while
  * AssignHostname (and the non-cloud-init path) make it the whole name.
  */
-export const DATASOURCE_CFG_TEXT = "# Written by snf-image\ndatasource_list: [ NoCloud ]\nprefer_fqdn_over_hostname: true\n";
+const DATASOURCE_CFG_TEXT = "datasource_list: [ NoCloud ]\nprefer_fqdn_over_hostname: true\n";
 
 export function decodeUserdata(b64: string | undefined): Uint8Array {
   if (b64 === undefined || b64.trim() === "") return new Uint8Array();
@@ -39,22 +35,13 @@ export const task: Task = {
       ctx.info("CLOUD_INIT is not set; nothing to do");
       return;
     }
-    if (!isDirIn(ctx.root, "/etc/cloud")) throw new Error("CLOUD_INIT is set but the image has no /etc/cloud (is cloud-init installed?)");
+    requireCloudInit(ctx.root);
     const userdata = decodeUserdata(ctx.params.cloudUserdata);
-    mkdirIn(ctx.root, SEED_DIR, { mode: 0o700 });
     const instanceId = `iid-snf-${randomBytes(8).toString("hex")}`;
-    writeFileIn(ctx.root, `${SEED_DIR}/meta-data`, metaData(ctx.params.hostname, instanceId), { mode: 0o600, uid: 0, gid: 0 });
-    writeFileIn(ctx.root, `${SEED_DIR}/user-data`, userdata, { mode: 0o600, uid: 0, gid: 0 });
-    mkdirIn(ctx.root, "/etc/cloud/cloud.cfg.d");
-    writeFileIn(ctx.root, DATASOURCE_CFG, DATASOURCE_CFG_TEXT, { mode: 0o644, uid: 0, gid: 0 });
-    if (userdata.length > 0) {
-      mkdirIn(ctx.root, "/var/lib/cloud/scripts/per-once");
-      writeFileIn(ctx.root, CLEAR_SCRIPT, `#!/bin/sh\n# Written by snf-image: the user-data may hold secrets; cloud-init has consumed it.\n: > ${SEED_DIR}/user-data\n`, {
-        mode: 0o700,
-        uid: 0,
-        gid: 0,
-      });
-    }
+    writeSeedFile(ctx.root, "meta-data", metaData(ctx.params.hostname, instanceId));
+    const userdataFile = writeSeedFile(ctx.root, "user-data", userdata);
+    writeCloudCfg(ctx.root, "datasource", "NoCloud seed in " + SEED_DIR, DATASOURCE_CFG_TEXT);
+    if (userdata.length > 0) writePerOnceScript(ctx.root, "clear-userdata", "the user-data may hold secrets; cloud-init has consumed it.", `: > ${userdataFile}\n`);
     ctx.info(`NoCloud seed written (instance-id ${instanceId}, ${userdata.length} bytes of user-data)`);
   },
 };

@@ -11,13 +11,17 @@ import { readHeader } from "../../helper/lib/e2fs.ts";
 import { task as resizeUnmounted } from "../../helper/tasks/FilesystemResizeUnmounted.ts";
 import { task as resizeMounted } from "../../helper/tasks/FilesystemResizeMounted.ts";
 import { task as addSwap } from "../../helper/tasks/AddSwap.ts";
-import { CLEAR_SCRIPT, DATASOURCE_CFG, SEED_DIR, task as initDatasource } from "../../helper/tasks/InitializeDatasource.ts";
+import { task as initDatasource } from "../../helper/tasks/InitializeDatasource.ts";
+
 import { selinuxMode, task as selinux } from "../../helper/tasks/SELinuxAutorelabel.ts";
 import { task as customTask } from "../../helper/tasks/RunCustomTask.ts";
 import { fakeCtx, fakeRoot, modeOf, type FakeRoot } from "./helper-fixtures.ts";
 import type { Partition } from "../../helper/task.ts";
 
 const MiB = 1024 * 1024;
+const SEED_DIR = "/var/lib/cloud/seed/nocloud-net";
+const DATASOURCE_CFG = "/etc/cloud/cloud.cfg.d/99_snf-image-datasource.cfg";
+const CLEAR_SCRIPT = "/var/lib/cloud/scripts/per-once/snf-image-clear-userdata.sh";
 let fr: FakeRoot;
 afterEach(() => fr?.cleanup());
 

@@ -13,10 +13,13 @@ import { networkd } from "../../helper/net/networkd.ts";
 import { networkManager } from "../../helper/net/networkmanager.ts";
 import { ifcfg } from "../../helper/net/ifcfg.ts";
 import { ifupdown, INTERFACES, INTERFACES_ORIG } from "../../helper/net/ifupdown.ts";
-import { cloudInit, DISABLE_CFG, SEED_NETWORK_CONFIG } from "../../helper/net/cloudinit.ts";
+import { cloudInit } from "../../helper/net/cloudinit.ts";
 import { task as configureNetwork } from "../../helper/tasks/ConfigureNetwork.ts";
 import { fakeCtx, fakeRoot, modeOf, type FakeRoot } from "./helper-fixtures.ts";
 import type { Nic } from "../../src/protocol.ts";
+
+const SEED_NETWORK_CONFIG = "/var/lib/cloud/seed/nocloud-net/network-config";
+const DISABLE_CFG = "/etc/cloud/cloud.cfg.d/99_snf-image-network.cfg";
 
 let fr: FakeRoot;
 afterEach(() => fr?.cleanup());
