@@ -49,11 +49,28 @@ export const MONITOR_MAX_LINE_BYTES = 512;
 // ---------------------------------------------------------------------------
 // host → helper
 
+// Value rules, defined once: the schema below runs them on both sides
+// (encodeParams on the host, decodeParams in the guest), so the helper only decodes.
+
+/** base64, line breaks and trailing whitespace allowed. */
+export function isBase64(s: string): boolean {
+  return /^[A-Za-z0-9+/\r\n]*={0,2}\s*$/.test(s) && s.replace(/\s/g, "").length % 4 === 0;
+}
+/** A crypt(3) hash: $id$… (md5, sha256/512, bcrypt, yescrypt, gost-yescrypt, scrypt, sha1crypt) or DES. */
+export const CRYPT_HASH = /^(\$(1|5|6|2[abxy]?|y|gy|7|sha1|md5)\$[./A-Za-z0-9$=,]+|[./A-Za-z0-9]{13})$/;
+/** A Windows product key: 5 groups of 5 letters/digits. */
+export const PRODUCT_KEY = /^[A-Za-z0-9]{5}(-[A-Za-z0-9]{5}){4}$/;
+
+export const Base64 = v.pipe(v.string(), v.check(isBase64, "not base64"));
+export const CryptHash = v.pipe(v.string(), v.regex(CRYPT_HASH, "not a crypt(3) hash"));
+/** Upper-cased on the way through. */
+export const ProductKey = v.pipe(v.string(), v.regex(PRODUCT_KEY, "os_product_key is not of the form XXXXX-XXXXX-XXXXX-XXXXX-XXXXX"), v.toUpperCase());
+
 export const PersonalityFileSchema = v.object({
   /** Absolute path inside the image. */
   path: v.pipe(v.string(), v.startsWith("/"), v.maxLength(4096)),
   /** base64 file contents. */
-  contents: v.string(),
+  contents: Base64,
   owner: v.optional(v.string(), "root"),
   group: v.optional(v.string(), "root"),
   /** Numeric mode (decimal int as in the original, e.g. 288 = 0440). */
@@ -95,14 +112,14 @@ export const HelperParamsSchema = v.object({
   hostname: v.pipe(v.string(), v.minLength(1), v.maxLength(255)),
   imgFormat: v.picklist(IMAGE_FORMATS),
   password: v.optional(v.string()),
-  passwordHash: v.optional(v.string()),
+  passwordHash: v.optional(CryptHash),
   /** Upper-cased keys; host-set < img_properties < inst_properties already applied. */
   properties: v.record(v.string(), v.string()),
   personality: v.optional(v.array(PersonalityFileSchema), []),
   authKeys: v.optional(v.string()),
   /** base64 user-data for cloud-init NoCloud. */
-  cloudUserdata: v.optional(v.string()),
-  osProductKey: v.optional(v.string()),
+  cloudUserdata: v.optional(Base64),
+  osProductKey: v.optional(ProductKey),
   /** os_answer_file as fetched by the host, base64 (unattend.xml, or sysprep.inf for windows-legacy). */
   answerFile: v.optional(v.pipe(v.string(), v.maxLength(Math.ceil(ANSWER_FILE_MAX_BYTES / 3) * 4), v.regex(/^[A-Za-z0-9+/]*={0,2}$/))),
   /** WINDOWS_TIMEZONE: the time zone of generated Windows answer files. */

@@ -204,13 +204,6 @@ export function passwordScript(users: string[], password: string): string {
   return `${lines.join("\r\n")}\r\n`;
 }
 
-/** Product keys are 5 groups of 5 letters/digits. */
-export function checkProductKey(key: string): string {
-  const k = key.trim().toUpperCase();
-  if (!/^[A-Z0-9]{5}(-[A-Z0-9]{5}){4}$/.test(k)) throw new Error("os_product_key is not of the form XXXXX-XXXXX-XXXXX-XXXXX-XXXXX");
-  return k;
-}
-
 // ---------------------------------------------------------------------------
 // the answer file
 

@@ -14,13 +14,6 @@ import { readGroups, readUsers, resolveGid, resolveUid, type GroupEntry, type Pa
 import { lexistsIn, lstatIn, mkdirIn, renameIn, statIn, writeFileIn } from "../lib/safepath.ts";
 import { ensureDirCi, findCi, winPath } from "../os/windows.ts";
 
-const BASE64 = /^[A-Za-z0-9+/\r\n]*={0,2}[\r\n]*$/;
-
-export function decodeContents(b64: string, where: string): Buffer {
-  if (!BASE64.test(b64)) throw new Error(`personality file ${where}: contents are not base64`);
-  return Buffer.from(b64, "base64");
-}
-
 function ownerIds(f: PersonalityFile, users: () => PasswdEntry[], groups: () => GroupEntry[]): { uid: number; gid: number } {
   const uid = f.owner === "root" ? 0 : resolveUid(users(), f.owner);
   if (uid === undefined) throw new Error(`personality file ${f.path}: owner ${f.owner} does not exist in the image`);
@@ -43,7 +36,7 @@ export function enforceWindowsPersonality(ctx: TaskContext): void {
     if (guest === "/" || f.path.endsWith("/")) throw new Error(`personality file ${f.path}: not a file path`);
     const bad = guest.split("/").find((c) => c !== "" && (/[\x00-\x1f\\:*?"<>|]/.test(c) || /[. ]$/.test(c)));
     if (bad !== undefined) throw new Error(`personality file ${JSON.stringify(f.path.slice(0, 200))}: ${JSON.stringify(bad.slice(0, 60))} is not a Windows file name`);
-    const data = decodeContents(f.contents, f.path);
+    const data = Buffer.from(f.contents, "base64"); // base64 checked by the protocol schema
     const parent = ensureDirCi(ctx.root, path.posix.dirname(guest));
     const target = findCi(ctx.root, guest) ?? `${parent}/${path.posix.basename(guest)}`;
     const st = statIn(ctx.root, target);
@@ -68,7 +61,7 @@ export function enforcePersonality(ctx: TaskContext): void {
   for (const f of files) {
     const guest = path.posix.normalize(f.path);
     if (guest === "/" || f.path.endsWith("/")) throw new Error(`personality file ${f.path}: not a file path`);
-    const data = decodeContents(f.contents, f.path);
+    const data = Buffer.from(f.contents, "base64"); // base64 checked by the protocol schema
     const { uid, gid } = ownerIds(f, getUsers, getGroups);
     const parent = path.posix.dirname(guest);
     mkdirIn(ctx.root, parent, { mode: 0o750 });

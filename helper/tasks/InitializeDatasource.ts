@@ -15,13 +15,6 @@ import { requireCloudInit, SEED_DIR, writeCloudCfg, writePerOnceScript, writeSee
  */
 const DATASOURCE_CFG_TEXT = "datasource_list: [ NoCloud ]\nprefer_fqdn_over_hostname: true\n";
 
-export function decodeUserdata(b64: string | undefined): Uint8Array {
-  if (b64 === undefined || b64.trim() === "") return new Uint8Array();
-  const s = b64.replace(/\s+/g, "");
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(s) || s.length % 4 === 1) throw new Error("cloud user-data is not valid base64");
-  return new Uint8Array(Buffer.from(s, "base64"));
-}
-
 export function metaData(hostname: string, instanceId: string): string {
   return `instance-id: ${JSON.stringify(instanceId)}\nlocal-hostname: ${JSON.stringify(hostname)}\n`;
 }
@@ -36,7 +29,7 @@ export const task: Task = {
       return;
     }
     requireCloudInit(ctx.root);
-    const userdata = decodeUserdata(ctx.params.cloudUserdata);
+    const userdata = new Uint8Array(Buffer.from(ctx.params.cloudUserdata ?? "", "base64")); // base64 checked by the protocol schema
     const instanceId = `iid-snf-${randomBytes(8).toString("hex")}`;
     writeSeedFile(ctx.root, "meta-data", metaData(ctx.params.hostname, instanceId));
     const userdataFile = writeSeedFile(ctx.root, "user-data", userdata);

@@ -18,7 +18,6 @@ import { editSysprepInf, findSysprepInf, fixInstallFilesPath, generatedSysprepIn
 import {
   INSTALLED_UNATTEND,
   checkDeployable,
-  checkProductKey,
   editUnattend,
   ensureDirCi,
   findCi,
@@ -44,9 +43,8 @@ export function givenAnswerFile(ctx: TaskContext): Buffer | undefined {
   return bytes;
 }
 
-function productKey(ctx: TaskContext): string | undefined {
-  return ctx.params.osProductKey === undefined || ctx.params.osProductKey.trim() === "" ? undefined : checkProductKey(ctx.params.osProductKey);
-}
+/** os_product_key, checked and upper-cased by the protocol schema. */
+const productKey = (ctx: TaskContext): string | undefined => ctx.params.osProductKey;
 
 export async function installUnattend(ctx: TaskContext): Promise<void> {
   if (ctx.os.family === "windows-legacy") return installSysprepInfTask(ctx);

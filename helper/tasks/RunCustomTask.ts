@@ -9,14 +9,16 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { isBase64 } from "../../src/protocol.ts";
 import type { Task, TaskContext } from "../task.ts";
 import { diskBySerial } from "../disk.ts";
 
 export const SHELL = "/bin/bash";
 
+/** The CUSTOM_TASK property (an image property, so not checked by the host): base64 of the script. */
 export function decodeScript(b64: string): string {
   const s = b64.replace(/\s+/g, "");
-  if (s === "" || !/^[A-Za-z0-9+/]*={0,2}$/.test(s) || s.length % 4 === 1) throw new Error("CUSTOM_TASK is not valid base64");
+  if (s === "" || !isBase64(s)) throw new Error("CUSTOM_TASK is not valid base64");
   return Buffer.from(s, "base64").toString("latin1");
 }
 

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { PROTOCOL_VERSION, decodeMonitor, encodeParams, MONITOR_MAX_LINES, type MonitorEvent } from "../../src/protocol.ts";
+import { PROTOCOL_VERSION, decodeMonitor, decodeParams, encodeParams, MONITOR_MAX_LINES, type MonitorEvent } from "../../src/protocol.ts";
 import { makeProps } from "../../helper/props.ts";
 import { openChannels } from "../../helper/channels.ts";
 import { runTasks, skipReason } from "../../helper/runner.ts";
@@ -29,6 +29,19 @@ describe("props", () => {
     expect([p.bool("a"), p.bool("B"), p.bool("C"), p.bool("D"), p.bool("E"), p.bool("UNSET")]).toEqual([true, false, false, true, true, false]);
     expect(w.length).toBe(2);
     expect(p.get("e")).toBe("1");
+  });
+});
+
+describe("parameter value rules (src/protocol.ts, run in the guest by decodeParams)", () => {
+  const doc = (extra: Record<string, unknown>) =>
+    JSON.stringify({ protocol: PROTOCOL_VERSION, mode: "create", hostname: "vm1", imgFormat: "diskdump", properties: {}, disks: [{ index: 0, serial: "snf-disk0" }], ...extra });
+  test("base64, crypt hash and product key are checked once, at the contract", () => {
+    expect(() => decodeParams(doc({ cloudUserdata: "not base64!!" }))).toThrow(/^bad parameter document: .*not base64/);
+    expect(() => decodeParams(doc({ personality: [{ path: "/a", contents: "@@@" }] }))).toThrow(/not base64/);
+    expect(() => decodeParams(doc({ passwordHash: "$6$salt$x:y" }))).toThrow(/not a crypt\(3\) hash/);
+    expect(() => decodeParams(doc({ osProductKey: "abc" }))).toThrow(/XXXXX-XXXXX/);
+    const ok = decodeParams(doc({ cloudUserdata: "aGk=", passwordHash: "$6$salt$hash", osProductKey: "abcde-12345-fghij-67890-klmno" }));
+    expect([ok.cloudUserdata, ok.passwordHash, ok.osProductKey]).toEqual(["aGk=", "$6$salt$hash", "ABCDE-12345-FGHIJ-67890-KLMNO"]);
   });
 });
 
