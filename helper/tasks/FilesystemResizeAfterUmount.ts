@@ -7,29 +7,21 @@
  * refused unless OFFLINE_NTFSRESIZE_NOCHECK is set. ntfsresize leaves the
  * grown volume scheduled for chkdsk at the first Windows boot, on purpose.
  */
-import type { Task, TaskContext } from "../task.ts";
+import type { TaskContext } from "../task.ts";
 import { growNtfs, NtfsDirtyError, readNtfsInfo, waitNtfs3gReleased } from "../lib/ntfs.ts";
-import { resizeCandidate } from "./resize.ts";
+import { offlineResizeTask } from "./resize.ts";
 
-export const task: Task = {
-  name: "FilesystemResizeAfterUmount",
-  mounted: false,
-  excludable: true,
-  fsResize: true,
-  cloudInitSkip: true,
-  async run(ctx) {
-    const { part, fs, what } = await resizeCandidate(ctx);
-    if (fs !== "ntfs") {
-      ctx.info(`${what}: not NTFS, nothing to resize after unmounting`);
-      return;
-    }
+export const task = offlineResizeTask("FilesystemResizeAfterUmount", {
+  handles: (fs) => fs === "ntfs",
+  otherwise: "not NTFS, nothing to resize after unmounting",
+  async resize(ctx, part, what) {
     if (ctx.props.get("OFFLINE_NTFSRESIZE") !== undefined && !ctx.props.bool("OFFLINE_NTFSRESIZE")) {
       ctx.info(`${what}: OFFLINE_NTFSRESIZE is off, not resized`);
       return;
     }
     await resizeNtfs(ctx, part.dev, what, { noCheck: ctx.props.bool("OFFLINE_NTFSRESIZE_NOCHECK") });
   },
-};
+});
 
 /** Check and grow one NTFS volume to its device (exported for the tests). */
 export async function resizeNtfs(

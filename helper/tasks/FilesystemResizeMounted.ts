@@ -5,8 +5,7 @@
 import * as path from "node:path";
 import { growBtrfs } from "../lib/btrfs.ts";
 import { mountPointsOf } from "../lib/mount.ts";
-import { probeFsType } from "../disk.ts";
-import { parseSwapPartition, resizeTarget } from "../lib/partition.ts";
+import { grownPartition, resizeCandidate } from "./resize.ts";
 import { growXfs } from "../lib/xfs.ts";
 import type { Task, TaskContext } from "../task.ts";
 import { type BsdFamily, editRcConf, GROWFS_RC_VAR, isBsd } from "../os/bsd.ts";
@@ -18,8 +17,7 @@ import { lastDataPartition, readLabel } from "../lib/disklabel.ts";
  * (already grown) partition. OpenBSD has no such switch: warn.
  */
 function growAtBoot(ctx: TaskContext, family: BsdFamily): void {
-  const swap = parseSwapPartition(ctx.props.get("SWAP"));
-  const part = resizeTarget(ctx.disk.partitions, swap?.number);
+  const part = grownPartition(ctx);
   let rootGrew = part?.number === ctx.rootPartition.number;
   let what = `partition ${part?.number ?? "?"}`;
   if (rootGrew && family !== "freebsd") {
@@ -49,12 +47,9 @@ export const task: Task = {
   families: ["linux", "freebsd", "openbsd", "netbsd"],
   async run(ctx) {
     if (isBsd(ctx.os.family)) return growAtBoot(ctx, ctx.os.family);
-    const swap = parseSwapPartition(ctx.props.get("SWAP"));
-    const part = resizeTarget(ctx.disk.partitions, swap?.number);
-    if (!part) throw new Error(`no partition to resize on ${ctx.disk.dev}`);
-    const fs = part.fsType || (await probeFsType(ctx.run, part.dev));
+    const { part, fs, what } = await resizeCandidate(ctx);
     if (fs !== "xfs" && fs !== "btrfs") {
-      ctx.info(`${fs || "unknown filesystem"} on ${path.basename(part.dev)}: not resized while mounted`);
+      ctx.info(`${what}: not resized while mounted`);
       return;
     }
     const mp = part.number === ctx.rootPartition.number ? ctx.root : mountPointsOf(part.dev)[0];

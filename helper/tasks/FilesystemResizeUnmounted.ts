@@ -5,30 +5,20 @@
  * still not clean after that is refused. Other filesystems are left to
  * FilesystemResizeMounted.
  */
-import type { Task } from "../task.ts";
+import type { TaskContext } from "../task.ts";
 import { assertClean, grow, preen, readHeader, replayJournal } from "../lib/e2fs.ts";
-import { resizeCandidate } from "./resize.ts";
+import { offlineResizeTask } from "./resize.ts";
 
 const EXT = new Set(["ext2", "ext3", "ext4"]);
 
-export const task: Task = {
-  name: "FilesystemResizeUnmounted",
-  mounted: false,
-  excludable: true,
-  fsResize: true,
-  cloudInitSkip: true,
-  async run(ctx) {
-    const { part, fs, what } = await resizeCandidate(ctx);
-    if (!EXT.has(fs)) {
-      ctx.info(`${what}: not ext2/3/4, not resized offline`);
-      return;
-    }
-    await resizeExt(ctx, part.dev, what);
-  },
-};
+export const task = offlineResizeTask("FilesystemResizeUnmounted", {
+  handles: (fs) => EXT.has(fs),
+  otherwise: "not ext2/3/4, not resized offline",
+  resize: (ctx, part, what) => resizeExt(ctx, part.dev, what),
+});
 
 /** Check, preen and grow one ext filesystem (exported for the tests). */
-export async function resizeExt(ctx: Pick<import("../task.ts").TaskContext, "run" | "info" | "warn">, dev: string, what: string): Promise<void> {
+export async function resizeExt(ctx: Pick<TaskContext, "run" | "info" | "warn">, dev: string, what: string): Promise<void> {
   assertClean(await replayJournal(ctx, dev, what), what);
   const { fixed } = await preen(ctx.run, dev, what);
   if (fixed) ctx.info(`e2fsck fixed minor problems on ${what}`);
