@@ -209,3 +209,24 @@ export function findBySpec(disk: DiskInfo, spec: string): Partition | undefined 
       return parts.find((p) => p.partLabel === value);
   }
 }
+
+/** The kernel's node for sectors [start, start+size) of disk (BSD label partitions show up as vdaN). */
+export function kernelPartitionAt(diskDev: string, start: number, size: number, sysBlock = "/sys/class/block"): string | undefined {
+  const base = diskDev.replace(/^\/dev\//, "");
+  let names: string[];
+  try {
+    names = fs.readdirSync(`${sysBlock}/${base}`).filter((n) => n.startsWith(base));
+  } catch {
+    return undefined;
+  }
+  for (const n of names) {
+    try {
+      const s = Number(fs.readFileSync(`${sysBlock}/${base}/${n}/start`, "utf8").trim());
+      const z = Number(fs.readFileSync(`${sysBlock}/${base}/${n}/size`, "utf8").trim());
+      if (s === start && z === size) return `/dev/${n}`;
+    } catch {
+      // not a partition
+    }
+  }
+  return undefined;
+}

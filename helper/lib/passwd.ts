@@ -81,24 +81,30 @@ export function shadowDay(epochSeconds: number): number {
 }
 
 /**
- * Replace the hash of `user` in shadow text and set its last-change day;
- * every other field and line is kept. Throws if the user has no entry.
+ * Replace the hash (field 1) of `user` in a colon-separated password file
+ * (shadow, BSD master.passwd) and set the `set` fields; every other field and
+ * line is kept. Lines shorter than `fields` are padded, unless `exact` (then
+ * only lines of exactly `fields` fields count). Throws if the user has no entry.
  */
-export function setShadowHash(text: string, user: string, hash: string, lastChangeDay: number): string {
+export function setHashIn(text: string, user: string, hash: string, o: { file: string; fields: number; exact?: boolean; set: Record<number, string> }): string {
   if (/[:\n]/.test(hash)) throw new Error("password hash contains ':' or a newline");
-  const lines = text.split("\n");
   let found = false;
-  for (let i = 0; i < lines.length; i++) {
-    const f = lines[i]!.split(":");
-    if (f[0] !== user || f.length < 2) continue;
-    while (f.length < 9) f.push("");
+  const lines = text.split("\n").map((l) => {
+    const f = l.split(":");
+    if (f[0] !== user || (o.exact ? f.length !== o.fields : f.length < 2)) return l;
+    while (f.length < o.fields) f.push("");
     f[1] = hash;
-    f[2] = String(lastChangeDay);
-    lines[i] = f.join(":");
+    for (const [i, v] of Object.entries(o.set)) f[Number(i)] = v;
     found = true;
-  }
-  if (!found) throw new Error(`user ${user} has no entry in the image's /etc/shadow`);
+    return f.join(":");
+  });
+  if (!found) throw new Error(`user ${user} has no entry in the image's ${o.file}`);
   return lines.join("\n");
+}
+
+/** Replace the hash of `user` in shadow text and set its last-change day. */
+export function setShadowHash(text: string, user: string, hash: string, lastChangeDay: number): string {
+  return setHashIn(text, user, hash, { file: "/etc/shadow", fields: 9, set: { 2: String(lastChangeDay) } });
 }
 
 /** The shadow hash field of `user`, or undefined. */

@@ -7,12 +7,37 @@
 import * as fs from "node:fs";
 import type { NetInterface, NetModel } from "../net/model.ts";
 import { netmask4 } from "../net/ip.ts";
-import { existsIn, readTextIn, removeIn, writeFileIn } from "../lib/safepath.ts";
+import { readTextIn, removeIn, writeFileIn } from "../lib/safepath.ts";
+import { setHashIn } from "../lib/passwd.ts";
 import type { HashMethod } from "../lib/crypt.ts";
-import type { OsFamily, TaskContext } from "../task.ts";
+import type { DiskInfo, OsFamily, Partition, TaskContext } from "../task.ts";
+import { kernelPartitionAt } from "../disk.ts";
+import { FS_BSDFFS, readLabel } from "../lib/disklabel.ts";
 
 export type BsdFamily = "freebsd" | "openbsd" | "netbsd";
 export const isBsd = (f: OsFamily): f is BsdFamily => f === "freebsd" || f === "openbsd" || f === "netbsd";
+
+// ---------------------------------------------------------------------------
+// partitions: how a BSD root is told (detect.ts) and found (MountImage)
+
+export const GPT_FREEBSD_UFS = "516e7cb6-6ecf-11d6-8ff8-00022d09712b";
+/** MBR slice types of the BSDs. */
+export const MSDOS_BSD: Readonly<Record<string, BsdFamily>> = { a5: "freebsd", a6: "openbsd", a9: "netbsd" };
+
+/** The device holding a BSD image's root filesystem: GPT freebsd-ufs, or disklabel partition a of the slice. */
+export function bsdRootDevice(disk: DiskInfo, rp: Partition, family: BsdFamily): string {
+  if (family === "freebsd") {
+    if (rp.type !== GPT_FREEBSD_UFS) throw new Error(`FreeBSD images must be GPT with a freebsd-ufs root partition (partition ${rp.number} has type ${rp.type.slice(0, 40)})`);
+    return rp.dev;
+  }
+  const label = readLabel(disk.dev, rp.startSector, family);
+  const a = label.partitions[0];
+  if (!a || a.fstype !== FS_BSDFFS || a.size === 0) throw new Error(`the disklabel of partition ${rp.number} has no FFS partition a`);
+  if (a.offset === rp.startSector && a.size === rp.sizeSectors) return rp.dev;
+  const dev = kernelPartitionAt(disk.dev, a.offset, a.size);
+  if (!dev) throw new Error(`the kernel shows no device for disklabel partition a (sectors ${a.offset}+${a.size})`);
+  return dev;
+}
 
 // ---------------------------------------------------------------------------
 // UFS superblock: which ufstype= Linux needs
@@ -63,7 +88,7 @@ export function getRcVar(text: string, key: string): string | undefined {
 export function editRcConf(root: string, vars: Array<[string, string]>): void {
   let t = readTextIn(root, "/etc/rc.conf") ?? "";
   for (const [k, v] of vars) t = setRcVar(t, k, v);
-  writeFileIn(root, "/etc/rc.conf", t, existsIn(root, "/etc/rc.conf") ? {} : { mode: 0o644, uid: 0, gid: 0 });
+  writeFileIn(root, "/etc/rc.conf", t); // owner/mode kept; a new file is 0644 root
 }
 
 // ---------------------------------------------------------------------------
@@ -73,7 +98,7 @@ export function editRcConf(root: string, vars: Array<[string, string]>): void {
 export function writeBsdHostname(root: string, family: BsdFamily, name: string): string[] {
   const out: string[] = [];
   if (family === "openbsd" || family === "netbsd") {
-    writeFileIn(root, "/etc/myname", `${name}\n`, existsIn(root, "/etc/myname") ? {} : { mode: 0o644, uid: 0, gid: 0 });
+    writeFileIn(root, "/etc/myname", `${name}\n`);
     out.push("/etc/myname");
   }
   if (family === "freebsd" || family === "netbsd") {
@@ -91,18 +116,7 @@ export const DEFAULT_HASH: Record<BsdFamily, HashMethod> = { freebsd: "sha512", 
 
 /** Replace user's hash in master.passwd text and set change=0; other fields kept (pure). */
 export function setMasterPasswdHash(text: string, user: string, hash: string): string {
-  if (/[:\n]/.test(hash)) throw new Error("password hash contains ':' or a newline");
-  let found = false;
-  const lines = text.split("\n").map((l) => {
-    const f = l.split(":");
-    if (f[0] !== user || f.length !== 10) return l;
-    found = true;
-    f[1] = hash;
-    f[5] = "0";
-    return f.join(":");
-  });
-  if (!found) throw new Error(`user ${user} has no entry in the image's /etc/master.passwd`);
-  return lines.join("\n");
+  return setHashIn(text, user, hash, { file: "/etc/master.passwd", fields: 10, exact: true, set: { 5: "0" } });
 }
 
 export const RC_LOCAL_SAVED = "/etc/rc.local.snf-image";

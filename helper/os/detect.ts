@@ -11,12 +11,11 @@ import type { DiskInfo, OsFamily, Partition, Props } from "../task.ts";
 import type { Mounts } from "../lib/mount.ts";
 import { isFileIn } from "../lib/safepath.ts";
 import { isLegacyLayout } from "./windows.ts";
+import { GPT_FREEBSD_UFS, MSDOS_BSD } from "./bsd.ts";
 
 export const OS_FAMILIES: readonly OsFamily[] = ["linux", "windows", "windows-legacy", "freebsd", "openbsd", "netbsd"];
 
-const GPT_FREEBSD_UFS = "516e7cb6-6ecf-11d6-8ff8-00022d09712b";
 const GPT_MS_BASIC_DATA = "ebd0a0a2-b9e5-4433-87c0-68b6b72699c7";
-const MSDOS_BSD: Record<string, OsFamily> = { a5: "freebsd", a6: "openbsd", a9: "netbsd" };
 const NOT_ROOT_FS = new Set(["swap", "vfat", "iso9660", "LVM2_member", "linux_raid_member", "crypto_LUKS"]);
 
 /** Read-only mount options that also keep the filesystem from replaying its journal. */

@@ -17,7 +17,7 @@
  * write ASCII into them. Every write goes through lib/safepath.ts.
  */
 import { readTextIn, statIn, writeFileIn } from "../lib/safepath.ts";
-import { checkWindowsPassword, checkWindowsUser, ensureDirCi, findCi, spellCi } from "./windows.ts";
+import { checkWindowsPassword, ensureDirCi, findCi, netUserLines, spellCi } from "./windows.ts";
 
 export const SYSPREP_INF = "/sysprep/sysprep.inf";
 export const SYSPREP_DIR_WIN = "C:\\sysprep";
@@ -312,11 +312,5 @@ export function adminPasswordValue(password: string): string {
 
 /** The `net user` script cmdlines.txt runs for USERS other than Administrator (lines). */
 export function legacyPasswordScript(users: string[], password: string): string[] {
-  checkWindowsPassword(password);
-  const lines = ["@echo off", "rem Written by snf-image; Windows deletes C:\\sysprep after mini-setup."];
-  for (const u of users) {
-    checkWindowsUser(u);
-    lines.push(`net user "${u}" "${password.replace(/%/g, "%%")}" /ACTIVE:YES /EXPIRES:NEVER`);
-  }
-  return lines;
+  return netUserLines(users, password, "Written by snf-image; Windows deletes C:\\sysprep after mini-setup.");
 }

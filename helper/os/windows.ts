@@ -193,15 +193,20 @@ export function checkWindowsPassword(pw: string): void {
 /** Inside "…" cmd still expands %VAR%: double every %. (Delayed expansion is off by default, so ! is literal.) */
 const cmdQuoted = (s: string): string => `"${s.replace(/%/g, "%%")}"`;
 
-/** The ChangeAdminPassword.cmd text (CRLF). */
-export function passwordScript(users: string[], password: string): string {
+/** A `net user` script's lines (both Windows kinds): `header` comment, then one line per user; users and password checked. */
+export function netUserLines(users: string[], password: string, header: string): string[] {
   checkWindowsPassword(password);
-  const lines = ["@echo off", "rem Written by snf-image; SetupComplete.cmd overwrites and deletes this file."];
+  const lines = ["@echo off", `rem ${header}`];
   for (const u of users) {
     checkWindowsUser(u);
     lines.push(`net user ${cmdQuoted(u)} ${cmdQuoted(password)} /ACTIVE:YES /EXPIRES:NEVER`);
   }
-  return `${lines.join("\r\n")}\r\n`;
+  return lines;
+}
+
+/** The ChangeAdminPassword.cmd text (CRLF). */
+export function passwordScript(users: string[], password: string): string {
+  return `${netUserLines(users, password, "Written by snf-image; SetupComplete.cmd overwrites and deletes this file.").join("\r\n")}\r\n`;
 }
 
 // ---------------------------------------------------------------------------

@@ -12,8 +12,7 @@ import { imageMounts, mountIsReadOnly, type Mounts } from "../lib/mount.ts";
 import { isDirIn, mkdirIn, readTextIn, resolveInRoot } from "../lib/safepath.ts";
 import { detectDistro } from "../os/distro.ts";
 import { replayJournal } from "../lib/e2fs.ts";
-import { isBsd, type BsdFamily, ufsTypeOf } from "../os/bsd.ts";
-import { FS_BSDFFS, readLabel } from "../lib/disklabel.ts";
+import { bsdRootDevice, isBsd, type BsdFamily, ufsTypeOf } from "../os/bsd.ts";
 import { UFS_WRITE_MARKER } from "../../src/protocol.ts";
 
 export async function mountImage(ctx: TaskContext, mounts: Mounts = imageMounts): Promise<void> {
@@ -45,52 +44,13 @@ export async function mountImage(ctx: TaskContext, mounts: Mounts = imageMounts)
   }
 }
 
-const GPT_FREEBSD_UFS = "516e7cb6-6ecf-11d6-8ff8-00022d09712b";
-
-/** The kernel's node for sectors [start, start+size) of disk (BSD label partitions show up as vdaN). */
-export function kernelPartitionAt(diskDev: string, start: number, size: number, sysBlock = "/sys/class/block"): string | undefined {
-  const base = diskDev.replace(/^\/dev\//, "");
-  let names: string[];
-  try {
-    names = fs.readdirSync(`${sysBlock}/${base}`).filter((n) => n.startsWith(base));
-  } catch {
-    return undefined;
-  }
-  for (const n of names) {
-    try {
-      const s = Number(fs.readFileSync(`${sysBlock}/${base}/${n}/start`, "utf8").trim());
-      const z = Number(fs.readFileSync(`${sysBlock}/${base}/${n}/size`, "utf8").trim());
-      if (s === start && z === size) return `/dev/${n}`;
-    } catch {
-      // not a partition
-    }
-  }
-  return undefined;
-}
-
-/** The device holding a BSD image's root filesystem: GPT freebsd-ufs, or disklabel partition a of the slice. */
-function bsdRootDevice(ctx: TaskContext, family: BsdFamily): string {
-  const rp = ctx.rootPartition;
-  if (family === "freebsd") {
-    if (rp.type !== GPT_FREEBSD_UFS) throw new Error(`FreeBSD images must be GPT with a freebsd-ufs root partition (partition ${rp.number} has type ${rp.type.slice(0, 40)})`);
-    return rp.dev;
-  }
-  const label = readLabel(ctx.disk.dev, rp.startSector, family);
-  const a = label.partitions[0];
-  if (!a || a.fstype !== FS_BSDFFS || a.size === 0) throw new Error(`the disklabel of partition ${rp.number} has no FFS partition a`);
-  if (a.offset === rp.startSector && a.size === rp.sizeSectors) return rp.dev;
-  const dev = kernelPartitionAt(ctx.disk.dev, a.offset, a.size);
-  if (!dev) throw new Error(`the kernel shows no device for disklabel partition a (sectors ${a.offset}+${a.size})`);
-  return dev;
-}
-
 async function mountBsd(ctx: TaskContext, family: BsdFamily, mounts: Mounts): Promise<void> {
   if (!fs.existsSync(UFS_WRITE_MARKER)) {
     const kv = os.release();
     const series = /^(\d+\.\d+)/.exec(kv)?.[1] ?? "X.Y";
     throw new Error(`this helper has no UFS write support: install linux-source-${series} linux-headers-${kv} make gcc on the node and rebuild the helper (snf-image helper build)`);
   }
-  const dev = bsdRootDevice(ctx, family);
+  const dev = bsdRootDevice(ctx.disk, ctx.rootPartition, family);
   const ufstype = ufsTypeOf(dev);
   if (!ufstype) throw new Error(`no UFS filesystem on the ${family} root (${dev})`);
   await mounts.mount(dev, ctx.root, { fsType: "ufs", options: [`ufstype=${ufstype}`] });
