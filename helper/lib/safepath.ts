@@ -145,8 +145,11 @@ export function isDirIn(root: string, guestPath: string): boolean {
   return statIn(root, guestPath)?.isDirectory() ?? false;
 }
 
-/** Text of a regular file inside the image, or undefined if it is missing or not a regular file. */
-export function readTextIn(root: string, guestPath: string): string | undefined {
+/**
+ * Bytes of a regular file inside the image, or undefined if it is missing or
+ * not a regular file; a file larger than `maxBytes` is refused.
+ */
+export function readBytesIn(root: string, guestPath: string, maxBytes = Number.POSITIVE_INFINITY): Buffer | undefined {
   const host = resolveInRoot(root, guestPath);
   let st: fs.Stats;
   try {
@@ -155,7 +158,13 @@ export function readTextIn(root: string, guestPath: string): string | undefined 
     return undefined;
   }
   if (!st.isFile()) return undefined;
-  return fs.readFileSync(host, "utf8");
+  if (st.size > maxBytes) throw new Error(`${guestPath} in the image is larger than ${maxBytes} bytes`);
+  return fs.readFileSync(host);
+}
+
+/** Text of a regular file inside the image (see readBytesIn). */
+export function readTextIn(root: string, guestPath: string, maxBytes?: number): string | undefined {
+  return readBytesIn(root, guestPath, maxBytes)?.toString("utf8");
 }
 
 /**

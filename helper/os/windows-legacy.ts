@@ -225,12 +225,8 @@ export function iniSet(text: string, section: string, key: string, value: string
 // ---------------------------------------------------------------------------
 // files in the image
 
-function readIni(root: string, guest: string, what: string): string {
-  const st = statIn(root, guest);
-  if (st === undefined || !st.isFile()) return "";
-  if (st.size > MAX_INI_BYTES) throw new Error(`${what} in the image is larger than ${MAX_INI_BYTES} bytes`);
-  const t = readTextIn(root, guest) ?? "";
-  return t.replace(/^\uFEFF/, "");
+function readIni(root: string, guest: string): string {
+  return (readTextIn(root, guest, MAX_INI_BYTES) ?? "").replace(/^\uFEFF/, "");
 }
 
 /** The image's sysprep.inf, as spelled in the image, or undefined. */
@@ -243,7 +239,7 @@ export function findSysprepInf(root: string): string | undefined {
 export function editSysprepInf(root: string, edit: (text: string) => string): string {
   const p = findSysprepInf(root);
   if (p === undefined) throw new Error("the image has no C:\\sysprep\\sysprep.inf (is InstallUnattend excluded?)");
-  const text = readIni(root, p, "sysprep.inf");
+  const text = readIni(root, p);
   writeFileIn(root, p, edit(text));
   return p;
 }
@@ -267,7 +263,7 @@ export function fixInstallFilesPath(text: string): string {
 /** Where cmdlines.txt lives for this sysprep.inf (its InstallFilesPath\$oem$). */
 function cmdlinesPath(root: string): string {
   const inf = findSysprepInf(root);
-  const ifp = inf === undefined ? undefined : iniGet(readIni(root, inf, "sysprep.inf"), "Unattended", "InstallFilesPath")?.replace(/^"|"$/g, "");
+  const ifp = inf === undefined ? undefined : iniGet(readIni(root, inf), "Unattended", "InstallFilesPath")?.replace(/^"|"$/g, "");
   if (ifp !== undefined && !ifp.toLowerCase().startsWith(`${SYSPREP_DIR_WIN.toLowerCase()}\\`)) throw new Error(`sysprep.inf's InstallFilesPath ${JSON.stringify(ifp.slice(0, 80))} is not under C:\\sysprep`);
   const dir = ifp === undefined ? OEM_DIR : `/${ifp.slice(3).replace(/\\/g, "/")}/$oem$`;
   if (!/^[A-Za-z0-9_/$. -]+$/.test(dir) || dir.split("/").includes("..")) throw new Error(`sysprep.inf's InstallFilesPath ${JSON.stringify(ifp?.slice(0, 80))} is not a plain path`);
@@ -278,7 +274,7 @@ function cmdlinesPath(root: string): string {
 export function addCmdLine(root: string, command: string): string {
   if (/[\r\n"\0]/.test(command)) throw new Error("a cmdlines.txt command cannot contain quotes or line breaks");
   const p = spellCi(root, cmdlinesPath(root));
-  const text = readIni(root, p, "cmdlines.txt");
+  const text = readIni(root, p);
   const line = `"${command}"`;
   if (text.split(/\r?\n/).some((l) => l.trim().toLowerCase() === line.toLowerCase())) return p;
   let out = text.replace(/\s+$/, "");

@@ -16,9 +16,9 @@
  * case-sensitively, so every lookup here goes through findCi(). All writes
  * go through lib/safepath.ts.
  */
-import * as fs from "node:fs";
 import * as path from "node:path";
-import { existsIn, isDirIn, mkdirIn, readTextIn, removeIn, resolveInRoot, statIn, writeFileIn } from "../lib/safepath.ts";
+import { existsIn, isDirIn, listDirIn, mkdirIn, readBytesIn, readTextIn, removeIn, statIn, writeFileIn } from "../lib/safepath.ts";
+import { ANSWER_FILE_MAX_BYTES } from "../../src/protocol.ts";
 import {
   appendElement,
   attr,
@@ -78,12 +78,7 @@ export const UNATTEND_CANDIDATES = [
 export function findCi(root: string, guestPath: string): string | undefined {
   let cur = "/";
   for (const c of guestPath.split("/").filter(Boolean)) {
-    let names: string[];
-    try {
-      names = fs.readdirSync(resolveInRoot(root, cur));
-    } catch {
-      return undefined;
-    }
+    const names = listDirIn(root, cur);
     const hit = names.includes(c) ? c : names.find((n) => n.toLowerCase() === c.toLowerCase());
     if (hit === undefined) return undefined;
     cur = path.posix.join(cur, hit);
@@ -317,7 +312,8 @@ export function parseUnattend(bytes: Uint8Array, where: string): XDocument {
 
 /** Read, edit and write back an answer file inside the image, keeping its encoding. */
 export function editUnattend(root: string, guestPath: string, edit: (doc: XDocument) => void): void {
-  const bytes = new Uint8Array(fs.readFileSync(resolveInRoot(root, guestPath)));
+  const bytes = readBytesIn(root, guestPath, ANSWER_FILE_MAX_BYTES);
+  if (bytes === undefined) throw new Error(`answer file ${winPath(guestPath)} is not a regular file`);
   const doc = parseUnattend(bytes, winPath(guestPath));
   edit(doc);
   writeFileIn(root, guestPath, encodeText(serializeXml(doc), doc.encoding));
