@@ -7,7 +7,7 @@ import * as v from "valibot";
 import { OS_PARAMETERS, type Config } from "./config.ts";
 import { SnfError } from "./errors.ts";
 import { fetchDocument, fetchLimits, redactUrl } from "./net/fetch.ts";
-import { IMAGE_FORMATS, type ImageFormat, type PersonalityFile } from "./protocol.ts";
+import { CRYPT_HASH, IMAGE_FORMATS, PRODUCT_KEY, isBase64, type ImageFormat, type PersonalityFile } from "./protocol.ts";
 
 export type OsParamName = (typeof OS_PARAMETERS)[number];
 export type RawParams = Partial<Record<OsParamName, string>>;
@@ -73,13 +73,6 @@ export function applyConfigDocument(base: RawParams, doc: unknown, source: strin
   return { params: out, ignored };
 }
 
-const B64 = /^[A-Za-z0-9+/\r\n]*={0,2}\s*$/;
-export function isBase64(s: string): boolean {
-  return B64.test(s) && s.replace(/\s/g, "").length % 4 === 0;
-}
-
-const CRYPT_HASH = /^(\$(1|5|6|2[abxy]?|y|gy|7|sha1|md5)\$[./A-Za-z0-9$=,]+|[./A-Za-z0-9]{13})$/;
-const PRODUCT_KEY = /^[A-Za-z0-9]{5}(-[A-Za-z0-9]{5}){4}$/;
 const SSH_KEY_LINE = /^(?:[^\s"]+(?:="[^"]*")?(?:,[^\s"]+(?:="[^"]*")?)*\s+)?(ssh-(rsa|dss|ed25519)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)\s+[A-Za-z0-9+/]+=*(\s.*)?$/;
 
 function parseProperties(name: string, raw: string, problems: string[]): Record<string, string> {
