@@ -26,6 +26,8 @@ export const CONSOLE_MAX_BYTES = 4 * 1024 * 1024;
 export class ResultReader {
   private buf = Buffer.alloc(0);
   private done = false;
+  /** `onLine` runs once, when the first line is complete (or the size bound is reached). */
+  constructor(private readonly onLine: () => void = () => {}) {}
   push(chunk: Uint8Array): void {
     if (this.done) return;
     const room = RESULT_MAX_BYTES - this.buf.length;
@@ -35,6 +37,7 @@ export class ResultReader {
       this.buf = this.buf.subarray(0, nl + 1);
       this.done = true;
     } else if (this.buf.length >= RESULT_MAX_BYTES) this.done = true;
+    if (this.done) this.onLine();
   }
   result(): HelperResult | null {
     return decodeResult(this.buf.toString("utf8"));

@@ -34,6 +34,8 @@ export const QEMU = "qemu-system-x86_64";
 /** TCG translation cache, MiB (see qemuCommandLine). */
 export const TCG_TB_SIZE_MIB = 256;
 const SANDBOX = "on,obsolete=deny,spawn=deny,resourcecontrol=deny";
+/** How long the guest may take to power off after its result line. */
+export const POWEROFF_GRACE_MS = 60_000;
 /** Grace between SIGTERM and SIGKILL when the caller aborts. */
 const ABORT_GRACE_MS = 3000;
 
@@ -58,6 +60,8 @@ export interface HelperVmOptions {
   memoryMiB: number;
   user: string;
   softTimeoutSec: number;
+  /** How long the guest may take to power off after its result line (default POWEROFF_GRACE_MS). */
+  poweroffGraceMs?: number;
   hardTimeoutSec: number;
   onConsoleLine?: (line: string) => void;
   onMonitorEvent?: (e: MonitorEvent) => void;
@@ -240,7 +244,18 @@ export async function runHelperVm(o: HelperVmOptions): Promise<HelperVmOutcome> 
   const undoDir = onCleanup(`remove ${runDir}`, () => fs.rmSync(runDir, { recursive: true, force: true }));
 
   const consoleR = new ConsoleReader(o.onConsoleLine ?? ((l) => log.info(`helper: ${l}`)));
-  const resultR = new ResultReader();
+  // The helper syncs the disks before it reports; after its result line only `sync; poweroff -f`
+  // is left. A guest that hangs there (seen once under TCG on a loaded host) is stopped after
+  // POWEROFF_GRACE_MS and judged by its result, instead of failing at the soft timeout.
+  const resultR = new ResultReader(() => {
+    timers.push(
+      setTimeout(() => {
+        if (!running() || terminating) return;
+        log.warn(`helper VM reported its result but did not power off within ${(o.poweroffGraceMs ?? POWEROFF_GRACE_MS) / 1000} s: stopping it`);
+        terminate(ABORT_GRACE_MS, null);
+      }, o.poweroffGraceMs ?? POWEROFF_GRACE_MS),
+    );
+  });
   const monitorR = new MonitorReader((e) => {
     try {
       o.onMonitorEvent?.(e);

@@ -100,6 +100,15 @@ describe("helper VM (TCG)", () => {
     expect(ourQemus()).toBe("");
   }, 180_000);
 
+  test("a guest that reports SUCCESS but never powers off is stopped after the grace and judged by its result", async () => {
+    const { outcome } = await run("linger", { softTimeoutSec: 120, poweroffGraceMs: 2000 });
+    expect(outcome.result).toEqual({ ok: true });
+    expect(outcome.timedOut).toBeNull();
+    expect(outcome.aborted).toBe(false);
+    expect(outcome.durationMs).toBeLessThan(100_000);
+    expect(ourQemus()).toBe("");
+  }, 180_000);
+
   test("abort kills the VM", async () => {
     const ac = new AbortController();
     setTimeout(() => ac.abort(), 1500);
