@@ -16,13 +16,18 @@
  * same way without ever being bytes in memory. A tail that
  * is not 4 KiB aligned is written through a second, buffered descriptor. The
  * disk is fdatasync'ed before writeImage returns.
+ *
+ * Shape: ChunkWriter owns the write side (descriptors, buffers, pending
+ * writes, zeroing, counters); a feeder fills its buffers — feedFile (the
+ * pread fast path) or feedStream (bytes and ZeroRun items); writeImage opens,
+ * writes the prefix, picks the feeder and finishes.
  */
 import fs from "node:fs";
 import { SnfError, errorMessage } from "../errors.ts";
 import { onCleanup } from "../cleanup.ts";
 import { log } from "../log.ts";
 import { openTarget, type Target } from "./target.ts";
-import { fileBacking, ZeroRun, type ImageChunk } from "./input.ts";
+import { fileBacking, ZeroRun, type FileBacking, type ImageChunk } from "./input.ts";
 import {
   allocAligned,
   blkZeroOut,
@@ -213,6 +218,298 @@ async function zeroTail(fd: number, target: Target, zeroer: Zeroer, from: number
   return { bytes: end - from, method: zeroer.mode, ms: Math.round(performance.now() - t0) };
 }
 
+/** With the size unknown up front (compressed, chunked) n is only how far the copy got. */
+const tooBig = (n: number, total: number | null, prefixLen: number, target: Target) =>
+  new SnfError(`image (${total === null ? `more than ${target.size}` : n} bytes${prefixLen ? " with its 1 MiB prefix" : ""}) does not fit disk ${target.path} (${target.size} bytes)`);
+
+const interrupted = (signal: AbortSignal) => new SnfError(`image copy interrupted: ${errorMessage(signal.reason)}`);
+
+/**
+ * The write side of a copy: owns the disk descriptors (O_DIRECT and, for an
+ * unaligned tail, buffered), the NBUF aligned buffers and their pending
+ * writes, the Zeroer, the first write failure and the counters. A feeder
+ * fills `bufs[cur]` from `fill` on (after `slot()`), then calls `flush`.
+ */
+class ChunkWriter {
+  readonly bufs: Uint8Array[] = [];
+  /** Writes in flight per buffer; a buffer is refilled only after its own settle. */
+  readonly pending: (Promise<void> | null)[] = new Array(NBUF).fill(null);
+  /** The buffer being filled and how far. */
+  cur = 0;
+  fill = 0;
+  /** Disk offset of the current buffer. */
+  written = 0;
+  zeroBytes = 0;
+  failure: unknown = null;
+  /** Collect garbage when RSS passes the mark after a chunk of source bytes (stream sources). */
+  gc = false;
+  private fd = -1;
+  private tailFd = -1;
+  private direct = false;
+  private readonly allocs: AlignedBuffer[] = [];
+  private readonly zero: Uint8Array;
+  private readonly zeroer: Zeroer;
+  private lastProgress = performance.now();
+
+  /** Opens the disk; on failure everything it got is released before the throw. */
+  constructor(
+    private readonly target: Target,
+    private readonly o: WriteOptions,
+    readonly total: number | null,
+    private readonly prefixLen: number,
+  ) {
+    try {
+      try {
+        ({ fd: this.fd, direct: this.direct } = openDirect(target.path));
+      } catch (e) {
+        throw new SnfError(`cannot open disk ${target.path} for writing (${(e as { code?: string }).code ?? errorMessage(e)})`);
+      }
+      const zeroBuf = allocAligned(CHUNK);
+      this.allocs.push(zeroBuf);
+      zeroBuf.bytes.fill(0);
+      this.zero = zeroBuf.bytes;
+      for (let i = 0; i < NBUF; i++) {
+        const b = allocAligned(CHUNK);
+        this.allocs.push(b);
+        this.bufs.push(b.bytes);
+      }
+      this.zeroer = new Zeroer(this.fd, target, this.zero);
+    } catch (e) {
+      this.close();
+      throw e;
+    }
+  }
+
+  /** Throws when n more bytes past the current position do not fit the disk. */
+  fits(n: number): void {
+    const end = this.written + this.fill + n;
+    if (end > this.target.size) throw tooBig(end, this.total, this.prefixLen, this.target);
+  }
+
+  track(p: Promise<void>): Promise<void> {
+    return p.catch((e) => void (this.failure ??= e));
+  }
+
+  /**
+   * Makes bufs[cur] free to fill: a fresh buffer first waits for its previous
+   * writes (the promise returned; null when there is nothing to wait for, so
+   * that the hot path pays no extra await). Throws the first write failure.
+   */
+  slot(): Promise<void> | null {
+    const i = this.cur;
+    const before = this.fill === 0 ? this.pending[i] : null;
+    if (!before) {
+      if (this.failure) throw this.failure;
+      return null;
+    }
+    return before.then(() => {
+      this.pending[i] = null;
+      if (this.failure) throw this.failure;
+    });
+  }
+
+  /** Classifies the first len bytes of bufs[cur] and issues data writes / zeroing; moves to the next buffer. */
+  flush(len: number): void {
+    const buf = this.bufs[this.cur]!;
+    const base = this.written;
+    const alen = this.direct ? len - (len % BLOCK) : len;
+    const zero = this.zero;
+    const ops: Promise<void>[] = [];
+    const data = (s: number, e: number) => {
+      if (e > s) ops.push(this.track(writeAll(this.fd, buf, s, e - s, base + s)));
+    };
+    const zeros = (s: number, e: number) => {
+      this.zeroBytes += e - s;
+      const p = this.zeroer.run(base + s, e - s);
+      if (p) ops.push(this.track(p));
+    };
+    if (alen === CHUNK && isZero(buf, 0, CHUNK, zero)) {
+      zeros(0, CHUNK);
+    } else {
+      // Runs of 4 KiB blocks; short zero runs stay inside data runs.
+      let dataStart = 0;
+      let b = 0;
+      while (b < alen) {
+        if (!isZero(buf, b, BLOCK, zero)) {
+          b += BLOCK;
+          continue;
+        }
+        let z = b + BLOCK;
+        while (z < alen && isZero(buf, z, BLOCK, zero)) z += BLOCK;
+        if (z - b >= MIN_ZERO_RUN) {
+          data(dataStart, b);
+          zeros(b, z);
+          dataStart = z;
+        }
+        b = z;
+      }
+      data(dataStart, alen);
+    }
+    if (alen < len) {
+      // Unaligned tail: buffered descriptor (O_DIRECT needs aligned sizes).
+      if (this.tailFd < 0) this.tailFd = fs.openSync(this.target.path, fs.constants.O_WRONLY | O_CLOEXEC);
+      ops.push(this.track(writeAll(this.tailFd, buf, alen, len - alen, base + alen)));
+    }
+    this.pending[this.cur] = ops.length ? Promise.all(ops).then(() => undefined) : null;
+    this.written += len;
+    this.cur = (this.cur + 1) % NBUF;
+    this.fill = 0;
+  }
+
+  /** The one throttled onProgress (every ~3 s). */
+  progress(): void {
+    if (!this.o.onProgress) return;
+    const now = performance.now();
+    if (now - this.lastProgress < (this.o.progressEveryMs ?? PROGRESS_EVERY_MS)) return;
+    this.lastProgress = now;
+    this.o.onProgress(this.written + this.fill, this.total);
+  }
+
+  /** Copies bytes into the buffers, flushing each full one. */
+  async bytes(chunk: Uint8Array): Promise<void> {
+    let off = 0;
+    while (off < chunk.length) {
+      this.fits(chunk.length - off);
+      const wait = this.slot();
+      if (wait) await wait;
+      const n = Math.min(CHUNK - this.fill, chunk.length - off);
+      this.bufs[this.cur]!.set(n === chunk.length ? chunk : chunk.subarray(off, off + n), this.fill);
+      this.fill += n;
+      off += n;
+      if (this.fill === CHUNK) {
+        this.flush(CHUNK);
+        // Source chunks are garbage now. JSC lets ~100 MiB of them pile up
+        // before collecting; a full GC (~4 ms) when RSS passes the mark
+        // keeps the peak small without paying it on every chunk.
+        if (this.gc && process.memoryUsage.rss() > RSS_GC_MARK) Bun.gc(true);
+      }
+    }
+    this.progress();
+  }
+
+  /**
+   * A zero run: completes the current buffer with zeros, hands whole chunks
+   * of it to the zeroer without any buffer, and starts the next buffer with
+   * the rest.
+   */
+  async zeros(n: number): Promise<void> {
+    this.fits(n);
+    while (n > 0) {
+      if (this.fill === 0 && n >= CHUNK) {
+        if (this.failure) throw this.failure;
+        const len = n - (n % CHUNK);
+        this.zeroBytes += len;
+        const p = this.zeroer.run(this.written, len);
+        if (p) await this.track(p);
+        this.written += len;
+        n -= len;
+        continue;
+      }
+      const wait = this.slot();
+      if (wait) await wait;
+      const k = Math.min(CHUNK - this.fill, n);
+      this.bufs[this.cur]!.fill(0, this.fill, this.fill + k);
+      this.fill += k;
+      n -= k;
+      if (this.fill === CHUNK) this.flush(CHUNK);
+    }
+    this.progress();
+  }
+
+  /** Flushes the last partial buffer, drains, checks the size, zeroes the tail if asked, fdatasyncs. */
+  async finish(t0: number): Promise<WriteResult> {
+    const { o, total } = this;
+    if (this.fill > 0) this.flush(this.fill);
+    await Promise.all(this.pending);
+    if (this.failure) throw this.failure;
+    if (total !== null && this.written !== total) {
+      throw new SnfError(`image stream ended after ${this.written - this.prefixLen} of ${total - this.prefixLen} bytes`);
+    }
+    const zeroMethod = this.zeroBytes ? this.zeroer.mode : "none";
+    if (this.tailFd >= 0) await fdatasync(this.tailFd);
+    const tail = o.zeroTail && o.zeroTail !== "no" ? await zeroTail(this.fd, this.target, this.zeroer, this.written, o.zeroTail, o.signal) : { bytes: 0, method: "none", ms: 0 };
+    await fdatasync(this.fd);
+    o.onProgress?.(this.written, total);
+    return { bytes: this.written, zeroBytes: this.zeroBytes, ms: Math.round(performance.now() - t0), zeroMethod, tail };
+  }
+
+  /** Waits for every write in flight, ignoring their failures (error path). */
+  async drain(): Promise<void> {
+    await Promise.all(this.pending).catch(() => {});
+  }
+
+  close(): void {
+    for (const f of [this.fd, this.tailFd]) if (f >= 0) fs.closeSync(f);
+    this.fd = this.tailFd = -1;
+    for (const a of this.allocs.splice(0)) a.free();
+  }
+}
+
+/**
+ * Fast path: positional reads of an unread local file straight into the
+ * writer's aligned buffers, AHEAD of them in flight while earlier chunks are
+ * being written. Checks the signal between chunks (closing the fd under a
+ * pending pread would be a race).
+ */
+async function feedFile(w: ChunkWriter, file: FileBacking, signal?: AbortSignal): Promise<void> {
+  const ahead: Promise<number>[] = [];
+  let rpos = 0;
+  const issue = (slot: number, off: number) => {
+    const before = w.pending[slot];
+    w.pending[slot] = null;
+    const pos = rpos;
+    rpos += CHUNK - off;
+    const p = (async () => {
+      if (before) await before;
+      return readFull(file.fd, w.bufs[slot]!, off, CHUNK - off, pos);
+    })();
+    p.catch(() => {});
+    ahead.push(p);
+  };
+  try {
+    issue(w.cur, w.fill);
+    for (let i = 1; i < AHEAD; i++) issue((w.cur + i) % NBUF, 0);
+    for (;;) {
+      if (signal?.aborted) throw interrupted(signal);
+      let n: number;
+      try {
+        n = await ahead.shift()!;
+      } catch (e) {
+        throw new SnfError(`reading the image failed: ${(e as { code?: string }).code ?? errorMessage(e)}`);
+      }
+      if (w.failure) throw w.failure;
+      w.fits(n);
+      // Reads complete in the order they were issued, into consecutive slots: this one is bufs[cur] at fill.
+      file.tap?.(w.bufs[w.cur]!.subarray(w.fill, w.fill + n));
+      w.fill += n;
+      if (w.fill < CHUNK) break; // end of file
+      w.flush(CHUNK);
+      issue((w.cur + AHEAD - 1) % NBUF, 0);
+      w.progress();
+    }
+  } finally {
+    await Promise.allSettled(ahead.splice(0));
+  }
+}
+
+/** Stream path: bytes and ZeroRun items (qcow2, compressed, remote images). */
+async function feedStream(w: ChunkWriter, reader: { read(): Promise<{ done: boolean; value?: ImageChunk }> }, signal?: AbortSignal): Promise<void> {
+  w.gc = true;
+  for (;;) {
+    if (signal?.aborted) throw interrupted(signal);
+    let r: { done: boolean; value?: ImageChunk };
+    try {
+      r = await reader.read();
+    } catch (e) {
+      if (signal?.aborted) throw interrupted(signal);
+      throw e instanceof SnfError ? e : new SnfError(`reading the image failed: ${errorMessage(e)}`);
+    }
+    if (r.done || !r.value) return;
+    if (r.value instanceof ZeroRun) await w.zeros(r.value.bytes);
+    else if (r.value.length) await w.bytes(r.value);
+  }
+}
+
 export async function writeImage(
   src: ReadableStream<ImageChunk>,
   targetPath: string,
@@ -220,266 +517,41 @@ export async function writeImage(
 ): Promise<WriteResult> {
   const t0 = performance.now();
   const prefix = o.prefix ?? new Uint8Array(0);
-  let target: Target;
+  const total = o.expectedSize == null ? null : prefix.length + o.expectedSize;
+  let w: ChunkWriter;
   try {
-    target = await openTarget(targetPath);
+    const target = await openTarget(targetPath);
+    if (total !== null && total > target.size) throw tooBig(total, total, prefix.length, target);
+    if (o.signal?.aborted) throw interrupted(o.signal);
+    w = new ChunkWriter(target, o, total, prefix.length);
   } catch (e) {
     await src.cancel().catch(() => {});
     throw e;
   }
-  const total = o.expectedSize == null ? null : prefix.length + o.expectedSize;
-  const tooBig = (n: number) =>
-    // With the size unknown up front (compressed, chunked) n is only how far the copy got.
-    new SnfError(`image (${total === null ? `more than ${target.size}` : n} bytes${prefix.length ? " with its 1 MiB prefix" : ""}) does not fit disk ${targetPath} (${target.size} bytes)`);
-  if (total !== null && total > target.size) {
-    await src.cancel().catch(() => {});
-    throw tooBig(total);
-  }
-  if (o.signal?.aborted) {
-    await src.cancel().catch(() => {});
-    throw new SnfError(`image copy interrupted: ${errorMessage(o.signal.reason)}`);
-  }
-
-  const allocs: AlignedBuffer[] = [];
-  let fd = -1;
-  let tailFd = -1;
-  const closeAll = () => {
-    for (const f of [fd, tailFd]) if (f >= 0) fs.closeSync(f);
-    fd = tailFd = -1;
-    for (const a of allocs.splice(0)) a.free();
-  };
-  const undo = onCleanup(`close disk ${targetPath}`, closeAll);
+  const undo = onCleanup(`close disk ${targetPath}`, () => w.close());
   const file = fileBacking(src);
   const reader = src.getReader();
-  const pending: (Promise<void> | null)[] = new Array(NBUF).fill(null);
-  /** Fast path: reads in flight, oldest first. */
-  const ahead: Promise<number>[] = [];
-  let failure: unknown = null;
-  const track = (p: Promise<void>) => p.catch((e) => void (failure ??= e));
-
+  const onAbort = () => void (file ? 0 : reader.cancel(o.signal?.reason).catch(() => {}));
+  o.signal?.addEventListener("abort", onAbort, { once: true });
   try {
-    let direct: boolean;
     try {
-      ({ fd, direct } = openDirect(targetPath));
-    } catch (e) {
-      throw new SnfError(`cannot open disk ${targetPath} for writing (${(e as { code?: string }).code ?? errorMessage(e)})`);
-    }
-    const zeroBuf = allocAligned(CHUNK);
-    allocs.push(zeroBuf);
-    zeroBuf.bytes.fill(0);
-    const zero = zeroBuf.bytes;
-    const bufs: Uint8Array[] = [];
-    for (let i = 0; i < NBUF; i++) {
-      const b = allocAligned(CHUNK);
-      allocs.push(b);
-      bufs.push(b.bytes);
-    }
-    const zeroer = new Zeroer(fd, target, zero);
-
-    let written = 0; // disk offset of the current buffer
-    let zeroBytes = 0;
-    let cur = 0;
-    let fill = 0;
-    let lastProgress = performance.now();
-
-    const flush = (len: number) => {
-      const buf = bufs[cur]!;
-      const base = written;
-      const alen = direct ? len - (len % BLOCK) : len;
-      const ops: Promise<void>[] = [];
-      const data = (s: number, e: number) => {
-        if (e > s) ops.push(track(writeAll(fd, buf, s, e - s, base + s)));
-      };
-      const zeros = (s: number, e: number) => {
-        zeroBytes += e - s;
-        const p = zeroer.run(base + s, e - s);
-        if (p) ops.push(track(p));
-      };
-      if (alen === CHUNK && isZero(buf, 0, CHUNK, zero)) {
-        zeros(0, CHUNK);
-      } else {
-        // Runs of 4 KiB blocks; short zero runs stay inside data runs.
-        let dataStart = 0;
-        let b = 0;
-        while (b < alen) {
-          if (!isZero(buf, b, BLOCK, zero)) {
-            b += BLOCK;
-            continue;
-          }
-          let z = b + BLOCK;
-          while (z < alen && isZero(buf, z, BLOCK, zero)) z += BLOCK;
-          if (z - b >= MIN_ZERO_RUN) {
-            data(dataStart, b);
-            zeros(b, z);
-            dataStart = z;
-          }
-          b = z;
-        }
-        data(dataStart, alen);
-      }
-      if (alen < len) {
-        // Unaligned tail: buffered descriptor (O_DIRECT needs aligned sizes).
-        if (tailFd < 0) tailFd = fs.openSync(targetPath, fs.constants.O_WRONLY | O_CLOEXEC);
-        ops.push(track(writeAll(tailFd, buf, alen, len - alen, base + alen)));
-      }
-      pending[cur] = ops.length ? Promise.all(ops).then(() => undefined) : null;
-      written += len;
-      cur = (cur + 1) % NBUF;
-      fill = 0;
-    };
-
-    const take = async (chunk: Uint8Array) => {
-      let off = 0;
-      while (off < chunk.length) {
-        if (written + fill + (chunk.length - off) > target.size) {
-          throw tooBig(written + fill + (chunk.length - off));
-        }
-        if (fill === 0 && pending[cur]) {
-          await pending[cur];
-          pending[cur] = null;
-        }
-        if (failure) throw failure;
-        const n = Math.min(CHUNK - fill, chunk.length - off);
-        bufs[cur]!.set(n === chunk.length ? chunk : chunk.subarray(off, off + n), fill);
-        fill += n;
-        off += n;
-        if (fill === CHUNK) {
-          flush(CHUNK);
-          // Source chunks are garbage now. JSC lets ~100 MiB of them pile up
-          // before collecting; a full GC (~4 ms) when RSS passes the mark
-          // keeps the peak small without paying it on every chunk.
-          if (!file && process.memoryUsage.rss() > RSS_GC_MARK) Bun.gc(true);
-        }
-      }
-      const now = performance.now();
-      if (o.onProgress && now - lastProgress >= (o.progressEveryMs ?? PROGRESS_EVERY_MS)) {
-        lastProgress = now;
-        o.onProgress(written + fill, total);
-      }
-    };
-
-    /**
-     * A zero run: completes the current buffer with zeros, hands whole chunks
-     * of it to the zeroer without any buffer, and starts the next buffer with
-     * the rest.
-     */
-    const takeZeros = async (n: number) => {
-      if (written + fill + n > target.size) throw tooBig(written + fill + n);
-      while (n > 0) {
-        if (fill === 0 && n >= CHUNK) {
-          if (failure) throw failure;
-          const len = n - (n % CHUNK);
-          zeroBytes += len;
-          const p = zeroer.run(written, len);
-          if (p) await track(p);
-          written += len;
-          n -= len;
-          continue;
-        }
-        if (fill === 0 && pending[cur]) {
-          await pending[cur];
-          pending[cur] = null;
-        }
-        if (failure) throw failure;
-        const k = Math.min(CHUNK - fill, n);
-        bufs[cur]!.fill(0, fill, fill + k);
-        fill += k;
-        n -= k;
-        if (fill === CHUNK) flush(CHUNK);
-      }
-      const now = performance.now();
-      if (o.onProgress && now - lastProgress >= PROGRESS_EVERY_MS) {
-        lastProgress = now;
-        o.onProgress(written + fill, total);
-      }
-    };
-
-    // The fast path checks the signal between chunks (closing the fd under a
-    // pending pread would be a race).
-    const onAbort = () => void (file ? 0 : reader.cancel(o.signal?.reason).catch(() => {}));
-    o.signal?.addEventListener("abort", onAbort, { once: true });
-    try {
-      if (prefix.length) await take(prefix);
-      if (file) {
-        // Fast path: positional reads straight into the aligned buffers, AHEAD
-        // of them in flight while earlier chunks are being written.
-        let rpos = 0;
-        const issue = (slot: number, off: number) => {
-          const before = pending[slot];
-          pending[slot] = null;
-          const pos = rpos;
-          rpos += CHUNK - off;
-          const p = (async () => {
-            if (before) await before;
-            return readFull(file.fd, bufs[slot]!, off, CHUNK - off, pos);
-          })();
-          p.catch(() => {});
-          ahead.push(p);
-        };
-        issue(cur, fill);
-        for (let i = 1; i < AHEAD; i++) issue((cur + i) % NBUF, 0);
-        for (;;) {
-          if (o.signal?.aborted) throw new SnfError(`image copy interrupted: ${errorMessage(o.signal.reason)}`);
-          let n: number;
-          try {
-            n = await ahead.shift()!;
-          } catch (e) {
-            throw new SnfError(`reading the image failed: ${(e as { code?: string }).code ?? errorMessage(e)}`);
-          }
-          if (failure) throw failure;
-          if (written + fill + n > target.size) throw tooBig(written + fill + n);
-          // Reads complete in the order they were issued, into consecutive slots: this one is bufs[cur] at fill.
-          file.tap?.(bufs[cur]!.subarray(fill, fill + n));
-          fill += n;
-          if (fill < CHUNK) break; // end of file
-          flush(CHUNK);
-          issue((cur + AHEAD - 1) % NBUF, 0);
-          const now = performance.now();
-          if (o.onProgress && now - lastProgress >= (o.progressEveryMs ?? PROGRESS_EVERY_MS)) {
-            lastProgress = now;
-            o.onProgress(written, total);
-          }
-        }
-        await Promise.allSettled(ahead.splice(0));
-      } else for (;;) {
-        if (o.signal?.aborted) throw new SnfError(`image copy interrupted: ${errorMessage(o.signal.reason)}`);
-        let r: Awaited<ReturnType<typeof reader.read>>;
-        try {
-          r = await reader.read();
-        } catch (e) {
-          if (o.signal?.aborted) throw new SnfError(`image copy interrupted: ${errorMessage(o.signal.reason)}`);
-          throw e instanceof SnfError ? e : new SnfError(`reading the image failed: ${errorMessage(e)}`);
-        }
-        if (r.done) break;
-        if (r.value instanceof ZeroRun) await takeZeros(r.value.bytes);
-        else if (r.value.length) await take(r.value);
-      }
+      if (prefix.length) await w.bytes(prefix);
+      if (file) await feedFile(w, file, o.signal);
+      else await feedStream(w, reader, o.signal);
     } finally {
       o.signal?.removeEventListener("abort", onAbort);
     }
-    if (o.signal?.aborted) throw new SnfError(`image copy interrupted: ${errorMessage(o.signal.reason)}`);
-    if (fill > 0) flush(fill);
-    await Promise.all(pending);
-    if (failure) throw failure;
-    if (total !== null && written !== total) {
-      throw new SnfError(`image stream ended after ${written - prefix.length} of ${total - prefix.length} bytes`);
-    }
-    const zeroMethod = zeroBytes ? zeroer.mode : "none";
-    if (tailFd >= 0) await fdatasync(tailFd);
-    const tail = o.zeroTail && o.zeroTail !== "no" ? await zeroTail(fd, target, zeroer, written, o.zeroTail, o.signal) : { bytes: 0, method: "none", ms: 0 };
-    await fdatasync(fd);
-    o.onProgress?.(written, total);
-    return { bytes: written, zeroBytes, ms: Math.round(performance.now() - t0), zeroMethod, tail };
+    if (o.signal?.aborted) throw interrupted(o.signal);
+    return await w.finish(t0);
   } catch (e) {
-    await Promise.allSettled(ahead.splice(0));
-    await Promise.all(pending).catch(() => {});
+    await w.drain();
     await reader.cancel().catch(() => {});
     if (e instanceof SnfError) throw e;
     throw new SnfError(`writing disk ${targetPath} failed: ${(e as { code?: string }).code ?? errorMessage(e)}`);
   } finally {
     if (file) await reader.cancel().catch(() => {}); // closes the image fd
     reader.releaseLock();
-    closeAll();
+    w.close();
     undo();
   }
 }
