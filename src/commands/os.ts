@@ -13,6 +13,7 @@ import { log, setDebug } from "../log.ts";
 import { openMonitor } from "../monitor.ts";
 import { checkParams, mergeParams } from "../params.ts";
 import { exportDisk, importDisk } from "../transfer.ts";
+import { ReportedFailure } from "../errors.ts";
 import { runScript } from "./run.ts";
 
 /**
@@ -85,7 +86,8 @@ async function verify(args: string[]): Promise<void> {
   }
 }
 
-export class VerifyFailed extends Error {
+/** The problems are already printed, one per line; the summary is the last line. */
+export class VerifyFailed extends ReportedFailure {
   constructor(n: number) {
     super(`${n} invalid OS parameter${n === 1 ? "" : "s"}`);
   }

@@ -6,7 +6,7 @@
  * before the cleanups run anyway. The error line is always the last output.
  */
 import { runCleanups, signalAbort } from "../cleanup.ts";
-import { SnfError } from "../errors.ts";
+import { ReportedFailure, SnfError } from "../errors.ts";
 import { log } from "../log.ts";
 import { oneLine } from "../protocol.ts";
 
@@ -27,8 +27,8 @@ export async function runScript(name: string, body: (signal: AbortSignal) => Pro
   if (failure !== null) {
     const e = failure;
     let line: string;
-    if (e instanceof SnfError) line = `ERROR: ${e.message}`;
-    else if (e instanceof Error && e.constructor.name === "VerifyFailed") line = e.message;
+    if (e instanceof ReportedFailure) line = e.message;
+    else if (e instanceof SnfError) line = `ERROR: ${e.message}`;
     else {
       log.debug((e as Error)?.stack ?? String(e));
       line = `ERROR: internal error: ${(e as Error)?.message ?? String(e)}`;

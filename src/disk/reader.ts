@@ -5,7 +5,7 @@
  * stdin through the zero-aware writer.
  */
 import fs from "node:fs";
-import { SnfError, errorMessage } from "../errors.ts";
+import { SnfError, errorMessage, errnoOf, causeOf } from "../errors.ts";
 import { onCleanup } from "../cleanup.ts";
 import { allocAligned, O_CLOEXEC } from "./libc.ts";
 import { statDisk } from "./target.ts";
@@ -24,7 +24,7 @@ async function writeOut(fd: number, buf: Uint8Array): Promise<void> {
         fs.write(fd, buf, off, buf.length - off, null, (e, n) => (e ? reject(e) : resolve(n))),
       );
     } catch (e) {
-      if ((e as { code?: string }).code !== "EAGAIN") throw e;
+      if (errnoOf(e) !== "EAGAIN") throw e;
       await Bun.sleep(2);
     }
   }
@@ -43,14 +43,14 @@ export async function exportDisk(diskPath: string, outFd: number, o: ExportOptio
     try {
       fs.writeSync(o.sizeFd, `${disk.size}\n`);
     } catch (e) {
-      throw new SnfError(`cannot write the export size to fd ${o.sizeFd} (${(e as { code?: string }).code ?? errorMessage(e)})`);
+      throw new SnfError(`cannot write the export size to fd ${o.sizeFd} (${causeOf(e)})`);
     }
   }
   let fd: number;
   try {
     fd = fs.openSync(diskPath, fs.constants.O_RDONLY | O_CLOEXEC | fs.constants.O_DIRECT);
   } catch (e) {
-    if ((e as { code?: string }).code !== "EINVAL") throw new SnfError(`cannot open disk ${diskPath} (${(e as { code?: string }).code})`);
+    if (errnoOf(e) !== "EINVAL") throw new SnfError(`cannot open disk ${diskPath} (${causeOf(e)})`);
     fd = fs.openSync(diskPath, fs.constants.O_RDONLY | O_CLOEXEC);
   }
   const bufs = [allocAligned(CHUNK), allocAligned(CHUNK)];
@@ -71,13 +71,13 @@ export async function exportDisk(diskPath: string, outFd: number, o: ExportOptio
       try {
         n = await readAt(fd, buf, pos);
       } catch (e) {
-        throw new SnfError(`reading disk ${diskPath} at ${pos} failed (${(e as { code?: string }).code ?? errorMessage(e)})`);
+        throw new SnfError(`reading disk ${diskPath} at ${pos} failed (${causeOf(e)})`);
       }
       if (n === 0) throw new SnfError(`disk ${diskPath} ended at ${pos} of ${disk.size} bytes`);
       n = Math.min(n, disk.size - pos);
       await writing; // the previous chunk is out; its buffer is free again
       writing = writeOut(outFd, buf.subarray(0, n)).catch((e) => {
-        throw new SnfError(`writing the export stream failed (${(e as { code?: string }).code ?? errorMessage(e)})`);
+        throw new SnfError(`writing the export stream failed (${causeOf(e)})`);
       });
       writing.catch(() => {});
       pos += n;

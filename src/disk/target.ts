@@ -3,7 +3,7 @@
  * Nothing here writes: openTarget opens for writing only to prove it can.
  */
 import fs from "node:fs";
-import { SnfError, errorMessage } from "../errors.ts";
+import { SnfError, errorMessage, causeOf } from "../errors.ts";
 import { blkGetSize64, blkSectorSize, O_CLOEXEC } from "./libc.ts";
 
 export interface Target {
@@ -15,17 +15,13 @@ export interface Target {
   sectorSize: number;
 }
 
-function code(e: unknown): string {
-  return (e as { code?: string })?.code ?? errorMessage(e);
-}
-
 /** Stat, open with `mode` (proving access), and size a disk; one line on any failure. */
 function probe(path: string, mode: "write" | "read"): Target {
   let st: fs.Stats;
   try {
     st = fs.statSync(path);
   } catch (e) {
-    throw new SnfError(`disk ${path} does not exist (${code(e)})`);
+    throw new SnfError(`disk ${path} does not exist (${causeOf(e)})`);
   }
   const kind = st.isBlockDevice() ? "block" : st.isFile() ? "file" : null;
   if (!kind) throw new SnfError(`disk ${path} is neither a block device nor a regular file`);
@@ -33,7 +29,7 @@ function probe(path: string, mode: "write" | "read"): Target {
   try {
     fd = fs.openSync(path, (mode === "write" ? fs.constants.O_WRONLY : fs.constants.O_RDONLY) | O_CLOEXEC);
   } catch (e) {
-    throw new SnfError(`disk ${path} is not ${mode === "write" ? "writable" : "readable"} (${code(e)})`);
+    throw new SnfError(`disk ${path} is not ${mode === "write" ? "writable" : "readable"} (${causeOf(e)})`);
   }
   try {
     if (kind === "file") return { path, kind, size: st.size, sectorSize: 512 };

@@ -23,7 +23,7 @@
  * writes the prefix, picks the feeder and finishes.
  */
 import fs from "node:fs";
-import { SnfError, errorMessage } from "../errors.ts";
+import { SnfError, errorMessage, errnoOf, causeOf } from "../errors.ts";
 import { onCleanup } from "../cleanup.ts";
 import { log } from "../log.ts";
 import { openTarget, type Target } from "./target.ts";
@@ -96,7 +96,7 @@ function openDirect(path: string): { fd: number; direct: boolean } {
   try {
     return { fd: fs.openSync(path, base | fs.constants.O_DIRECT), direct: true };
   } catch (e) {
-    if ((e as { code?: string }).code !== "EINVAL") throw e;
+    if (errnoOf(e) !== "EINVAL") throw e;
     log.debug(`${path}: O_DIRECT not supported, writing through the page cache`);
     return { fd: fs.openSync(path, base), direct: false };
   }
@@ -262,7 +262,7 @@ class ChunkWriter {
       try {
         ({ fd: this.fd, direct: this.direct } = openDirect(target.path));
       } catch (e) {
-        throw new SnfError(`cannot open disk ${target.path} for writing (${(e as { code?: string }).code ?? errorMessage(e)})`);
+        throw new SnfError(`cannot open disk ${target.path} for writing (${causeOf(e)})`);
       }
       const zeroBuf = allocAligned(CHUNK);
       this.allocs.push(zeroBuf);
@@ -475,7 +475,7 @@ async function feedFile(w: ChunkWriter, file: FileBacking, signal?: AbortSignal)
       try {
         n = await ahead.shift()!;
       } catch (e) {
-        throw new SnfError(`reading the image failed: ${(e as { code?: string }).code ?? errorMessage(e)}`);
+        throw new SnfError(`reading the image failed: ${causeOf(e)}`);
       }
       if (w.failure) throw w.failure;
       w.fits(n);
@@ -547,7 +547,7 @@ export async function writeImage(
     await w.drain();
     await reader.cancel().catch(() => {});
     if (e instanceof SnfError) throw e;
-    throw new SnfError(`writing disk ${targetPath} failed: ${(e as { code?: string }).code ?? errorMessage(e)}`);
+    throw new SnfError(`writing disk ${targetPath} failed: ${causeOf(e)}`);
   } finally {
     if (file) await reader.cancel().catch(() => {}); // closes the image fd
     reader.releaseLock();

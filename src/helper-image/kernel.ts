@@ -8,7 +8,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { SnfError } from "../errors.ts";
+import { SnfError, errnoOf } from "../errors.ts";
 import { exec, requireTool } from "./exec.ts";
 
 export const DEFAULT_KERNEL_CACHE = "/var/cache/snf-image/kernel";
@@ -136,7 +136,7 @@ function publish(tmp: string, dir: string): void {
   try {
     fs.renameSync(tmp, dir);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
+    const code = errnoOf(e);
     if (code !== "ENOTEMPTY" && code !== "EEXIST") throw e;
     if (!fs.existsSync(path.join(dir, DONE))) {
       fs.rmSync(dir, { recursive: true, force: true });

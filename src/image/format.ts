@@ -5,7 +5,7 @@
  * bootable disk.
  */
 import fs from "node:fs";
-import { SnfError, errorMessage } from "../errors.ts";
+import { SnfError, errorMessage, causeOf } from "../errors.ts";
 import { onCleanup } from "../cleanup.ts";
 import type { ImageSource, RangeReader } from "./source.ts";
 import { fileBacking, type ImageChunk } from "../disk/input.ts";
@@ -190,7 +190,7 @@ export async function openImage(source: ImageSource, signal?: AbortSignal, forma
       n = fs.readSync(file.fd, head, 0, MAGIC_BYTES, 0);
     } catch (e) {
       await raw.cancel().catch(() => {});
-      throw new SnfError(`reading the image failed: ${(e as { code?: string }).code ?? errorMessage(e)}`);
+      throw new SnfError(`reading the image failed: ${causeOf(e)}`);
     }
     head = head.subarray(0, n);
   } else ({ head, stream } = await peek(raw, MAGIC_BYTES));
@@ -272,7 +272,7 @@ export async function mbrPrefix(
   try {
     code = new Uint8Array(fs.readFileSync(bootCode));
   } catch (e) {
-    throw new SnfError(`cannot read the MBR boot code ${bootCode} (${(e as { code?: string }).code ?? errorMessage(e)}; install syslinux-common)`);
+    throw new SnfError(`cannot read the MBR boot code ${bootCode} (${causeOf(e)}; install syslinux-common)`);
   }
   if (code.length < 440) throw new SnfError(`MBR boot code ${bootCode} is shorter than 440 bytes`);
   const mbr = new Uint8Array(PREFIX_BYTES);

@@ -13,7 +13,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import * as v from "valibot";
-import { SnfError } from "../errors.ts";
+import { SnfError, errnoOf, causeOf } from "../errors.ts";
 import { O_CLOEXEC } from "../disk/libc.ts";
 import { propertiesOf } from "../params.ts";
 
@@ -57,9 +57,9 @@ export function readImageMeta(realImage: string, dir: string): Record<string, st
   try {
     fd = fs.openSync(file, fs.constants.O_RDONLY | O_CLOEXEC | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
   } catch (e) {
-    const code = (e as { code?: string }).code;
+    const code = errnoOf(e);
     if (code === "ENOENT") return null;
-    throw new SnfError(`image metadata ${shown} cannot be opened (${code === "ELOOP" ? "a symlink" : code})`);
+    throw new SnfError(`image metadata ${shown} cannot be opened (${code === "ELOOP" ? "a symlink" : causeOf(e)})`);
   }
   try {
     const st = fs.fstatSync(fd);

@@ -25,7 +25,7 @@
  * from the file.
  */
 import zlib from "node:zlib";
-import { SnfError, errorMessage } from "../errors.ts";
+import { SnfError, errorMessage, causeOf } from "../errors.ts";
 import { ZeroRun, type ImageChunk } from "../disk/input.ts";
 import type { RangeReader } from "./source.ts";
 
@@ -464,7 +464,7 @@ function rawStream(reader: RangeReader, h: Qcow2Header, l1: DataView, use: Uint8
           ? zlib.inflateRawSync(src, { maxOutputLength: h.clusterSize, finishFlush: zlib.constants.Z_SYNC_FLUSH })
           : Bun.zstdDecompressSync(src.subarray(0, zstdFrameLength(src, h.clusterSize)));
     } catch (e) {
-      throw bad(`compressed cluster at ${hex(it.host)} does not decompress (${(e as { code?: string }).code ?? errorMessage(e)})`);
+      throw bad(`compressed cluster at ${hex(it.host)} does not decompress (${causeOf(e)})`);
     }
     if (cluster.length < it.len) throw bad(`compressed cluster at ${hex(it.host)} decompresses to ${cluster.length} bytes, not ${h.clusterSize}`);
     return cluster.length === it.len ? cluster : cluster.subarray(0, it.len);

@@ -19,7 +19,7 @@
  * answer files).
  */
 import type { Config } from "../config.ts";
-import { SnfError, errorMessage } from "../errors.ts";
+import { SnfError, errorMessage, errnoOf } from "../errors.ts";
 import { oneLine, truncateBytes } from "../protocol.ts";
 
 export interface FetchLimits {
@@ -105,7 +105,7 @@ export function httpTarget(raw: string, what: string): HttpTarget {
 
 /** Why a request or read failed, in one line, the URL (should it appear) redacted. */
 function reason(e: unknown, url: URL): string {
-  const code = (e as { code?: string })?.code;
+  const code = errnoOf(e);
   // Bun's fetch errors carry the code in the message already and end with a hint meant for developers.
   const msg = errorMessage(e)
     .replace(/\s*For more information, pass `verbose: true`.*$/s, "")

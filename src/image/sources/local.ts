@@ -9,7 +9,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { SnfError } from "../../errors.ts";
+import { SnfError, errnoOf, causeOf } from "../../errors.ts";
 import { onCleanup } from "../../cleanup.ts";
 import { log } from "../../log.ts";
 import { O_CLOEXEC } from "../../disk/libc.ts";
@@ -27,9 +27,6 @@ function nameOf(id: string): string {
   return id;
 }
 
-function errCode(e: unknown): string {
-  return (e as { code?: string })?.code ?? String(e);
-}
 
 export async function resolveLocal(id: string, o: ResolveOptions): Promise<ImageSource> {
   const name = nameOf(id);
@@ -38,7 +35,7 @@ export async function resolveLocal(id: string, o: ResolveOptions): Promise<Image
   try {
     dir = fs.realpathSync(o.imageDir);
   } catch (e) {
-    throw new SnfError(`IMAGE_DIR ${o.imageDir} is not accessible (${errCode(e)})`);
+    throw new SnfError(`IMAGE_DIR ${o.imageDir} is not accessible (${causeOf(e)})`);
   }
   const candidates = [name, `${name}.${o.format}`, `${name}-x86_64.${o.format}`];
   for (const [i, cand] of candidates.entries()) {
@@ -47,8 +44,8 @@ export async function resolveLocal(id: string, o: ResolveOptions): Promise<Image
     try {
       real = fs.realpathSync(p);
     } catch (e) {
-      if (errCode(e) === "ENOENT" || errCode(e) === "ENOTDIR") continue;
-      throw new SnfError(`image ${name}: cannot resolve ${p} (${errCode(e)})`);
+      if (errnoOf(e) === "ENOENT" || errnoOf(e) === "ENOTDIR") continue;
+      throw new SnfError(`image ${name}: cannot resolve ${p} (${causeOf(e)})`);
     }
     if (!real.startsWith(dir + path.sep)) {
       throw new SnfError(`image ${name} resolves to ${real}, outside IMAGE_DIR ${dir}`);
@@ -58,7 +55,7 @@ export async function resolveLocal(id: string, o: ResolveOptions): Promise<Image
     try {
       fd = fs.openSync(real, fs.constants.O_RDONLY | O_CLOEXEC | fs.constants.O_NOFOLLOW);
     } catch (e) {
-      throw new SnfError(`image ${name} is not readable: ${real} (${errCode(e)})`);
+      throw new SnfError(`image ${name} is not readable: ${real} (${causeOf(e)})`);
     }
     let closed = false;
     const close = () => {

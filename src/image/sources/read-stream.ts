@@ -4,7 +4,7 @@
  * and on cancel.
  */
 import fs from "node:fs";
-import { SnfError, errorMessage } from "../../errors.ts";
+import { SnfError, causeOf } from "../../errors.ts";
 import type { RangeReader } from "../source.ts";
 
 const READ_CHUNK = 1024 * 1024;
@@ -66,7 +66,7 @@ export function fdRanges(fd: number, size: number, name: string, release: () => 
           try {
             n = await readOnce(buf, got, len - got, pos + got);
           } catch (e) {
-            throw new SnfError(`reading image ${name} failed: ${(e as { code?: string }).code ?? errorMessage(e)}`);
+            throw new SnfError(`reading image ${name} failed: ${causeOf(e)}`);
           }
           if (n === 0) throw new SnfError(`image ${name} ended at ${pos + got} bytes, before ${pos + len} (did it shrink?)`);
           got += n;
