@@ -169,9 +169,6 @@ export function decodeParams(text: string): HelperParams {
 // ---------------------------------------------------------------------------
 // helper → host: monitor channel
 
-export const MONITOR_KINDS = ["TASK_START", "TASK_END", "TASK_SKIP", "INFO", "WARNING", "ERROR"] as const;
-export type MonitorKind = (typeof MONITOR_KINDS)[number];
-
 export type MonitorEvent =
   | { kind: "TASK_START"; task: string }
   | { kind: "TASK_END"; task: string; ms: number }

@@ -15,16 +15,23 @@ export interface Target {
   sectorSize: number;
 }
 
-/** Stat, open with `mode` (proving access), and size a disk; one line on any failure. */
-function probe(path: string, mode: "write" | "read"): Target {
+
+/** Block device or regular file (anything else is refused); one line on any failure. */
+export function diskKind(path: string): Target["kind"] {
   let st: fs.Stats;
   try {
     st = fs.statSync(path);
   } catch (e) {
     throw new SnfError(`disk ${path} does not exist (${causeOf(e)})`);
   }
-  const kind = st.isBlockDevice() ? "block" : st.isFile() ? "file" : null;
-  if (!kind) throw new SnfError(`disk ${path} is neither a block device nor a regular file`);
+  if (st.isBlockDevice()) return "block";
+  if (st.isFile()) return "file";
+  throw new SnfError(`disk ${path} is neither a block device nor a regular file`);
+}
+
+/** Stat, open with `mode` (proving access), and size a disk; one line on any failure. */
+function probe(path: string, mode: "write" | "read"): Target {
+  const kind = diskKind(path);
   let fd: number;
   try {
     fd = fs.openSync(path, (mode === "write" ? fs.constants.O_WRONLY : fs.constants.O_RDONLY) | O_CLOEXEC);
@@ -32,7 +39,7 @@ function probe(path: string, mode: "write" | "read"): Target {
     throw new SnfError(`disk ${path} is not ${mode === "write" ? "writable" : "readable"} (${causeOf(e)})`);
   }
   try {
-    if (kind === "file") return { path, kind, size: st.size, sectorSize: 512 };
+    if (kind === "file") return { path, kind, size: fs.fstatSync(fd).size, sectorSize: 512 };
     return { path, kind, size: blkGetSize64(fd), sectorSize: blkSectorSize(fd) };
   } catch (e) {
     throw new SnfError(`cannot get the size of disk ${path}: ${errorMessage(e)}`);

@@ -5,7 +5,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { exec } from "./exec.ts";
+import { exec } from "../exec.ts";
 import { type CpioEntry, writeCpio } from "./cpio.ts";
 
 export interface InitramfsInput {

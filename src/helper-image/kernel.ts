@@ -9,7 +9,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { SnfError, errnoOf } from "../errors.ts";
-import { exec, requireTool } from "./exec.ts";
+import { exec, requireTool } from "../exec.ts";
 
 export const DEFAULT_KERNEL_CACHE = "/var/cache/snf-image/kernel";
 const META_PACKAGE = "linux-image-amd64";

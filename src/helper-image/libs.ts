@@ -1,5 +1,5 @@
 /** Shared-library closure of a host executable, as `ldd` reports it. */
-import { exec, requireTool } from "./exec.ts";
+import { exec, requireTool } from "../exec.ts";
 
 /** Absolute library paths from ldd output, interpreter included (pure). */
 export function parseLdd(text: string): string[] {

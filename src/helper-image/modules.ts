@@ -4,7 +4,7 @@
  * busybox modprobe in the guest ignores softdeps.
  */
 import path from "node:path";
-import { exec, requireTool } from "./exec.ts";
+import { exec, requireTool } from "../exec.ts";
 
 /** Loaded by the initramfs shim, in this order (plus dependencies). */
 export const BOOT_MODULES = ["virtio_mmio", "virtio_pci", "virtio_blk", "crc32c_intel", "ext4"];

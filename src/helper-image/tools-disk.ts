@@ -8,7 +8,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { SnfError } from "../errors.ts";
-import { exec, requireTool } from "./exec.ts";
+import { exec, requireTool } from "../exec.ts";
 import { sharedLibs } from "./libs.ts";
 import { UFS_WRITE_MARKER } from "../protocol.ts";
 

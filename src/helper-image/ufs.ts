@@ -17,7 +17,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { SnfError } from "../errors.ts";
-import { exec } from "./exec.ts";
+import { exec } from "../exec.ts";
 
 export interface UfsModule {
   /** path of the built, debug-stripped ufs.ko */

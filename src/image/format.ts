@@ -7,7 +7,7 @@
 import fs from "node:fs";
 import { SnfError, errorMessage, causeOf } from "../errors.ts";
 import { onCleanup } from "../cleanup.ts";
-import type { ImageSource, RangeReader } from "./source.ts";
+import type { ImageSource, RangeReader } from "./sources/kind.ts";
 import { fileBacking, type ImageChunk } from "../disk/input.ts";
 import type { ImageFormat } from "../protocol.ts";
 import { isQcow2, openQcow2, type Qcow2Header } from "./qcow2.ts";

@@ -27,7 +27,7 @@
 import zlib from "node:zlib";
 import { SnfError, errorMessage, causeOf } from "../errors.ts";
 import { ZeroRun, type ImageChunk } from "../disk/input.ts";
-import type { RangeReader } from "./source.ts";
+import type { RangeReader } from "./sources/kind.ts";
 
 export const QCOW2_MAGIC = [0x51, 0x46, 0x49, 0xfb]; // "QFI\xfb"
 

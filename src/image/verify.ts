@@ -24,7 +24,7 @@ import { log } from "../log.ts";
 import type { Monitor } from "../monitor.ts";
 import { gpgvVerify } from "./gpgv.ts";
 import { isQcow2 } from "./qcow2.ts";
-import type { ImageSource } from "./source.ts";
+import type { ImageSource } from "./sources/kind.ts";
 import { HttpStatusError, fetchDocument, fetchLimits, redactUrl } from "../net/fetch.ts";
 import { MAX_SUMS_BYTES, SIGNATURE_SUFFIXES, SUMS_FILES, isClearsigned, parseSums, type SumsAlgo } from "./sums.ts";
 

@@ -21,6 +21,7 @@ import os from "node:os";
 import path from "node:path";
 import type { Socket, UnixSocketListener } from "bun";
 import { onCleanup } from "../cleanup.ts";
+import { diskKind } from "../disk/target.ts";
 import { runTempDir } from "../leftovers.ts";
 import { memfdWith } from "./memfd.ts";
 import { requireQemu } from "./qemu-bin.ts";
@@ -175,14 +176,7 @@ export function qemuCommandLine(o: HelperVmOptions, ctx: QemuContext = { runDir:
 
 /** O_DIRECT works on block devices and most filesystems, not on tmpfs. */
 function probeDisk(p: string): { kind: "block" | "file"; cache: "none" | "writeback" } {
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(p);
-  } catch {
-    throw new SnfError(`disk ${p} not found`);
-  }
-  if (!st.isBlockDevice() && !st.isFile()) throw new SnfError(`disk ${p} is neither a block device nor a file`);
-  const kind = st.isBlockDevice() ? "block" : "file";
+  const kind = diskKind(p);
   try {
     fs.closeSync(fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_DIRECT));
     return { kind, cache: "none" };

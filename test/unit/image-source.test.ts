@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { resolveImageSource, type ImageSource } from "../../src/image/source.ts";
+import { resolveImageSource } from "../../src/image/source.ts";
+import type { ImageSource } from "../../src/image/sources/kind.ts";
 import { SnfError } from "../../src/errors.ts";
 
 let root: string;

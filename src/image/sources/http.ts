@@ -8,7 +8,7 @@
 import { SnfError } from "../../errors.ts";
 import { parseConfig } from "../../config.ts";
 import { HttpStatusError, fetchLimits, httpTarget, openUrl, redactUrl, type FetchOptions, type HttpResponse, type HttpTarget } from "../../net/fetch.ts";
-import type { ImageSource, RangeReader, ResolveOptions, SourceKind } from "../source.ts";
+import type { ImageSource, RangeReader, ResolveOptions, SourceKind } from "./kind.ts";
 
 const WHAT = "image URL";
 

@@ -14,7 +14,7 @@ import { onCleanup } from "../../cleanup.ts";
 import { log } from "../../log.ts";
 import { O_CLOEXEC } from "../../disk/libc.ts";
 import { markFileBacked, unmarkFileBacked } from "../../disk/input.ts";
-import type { ImageSource, ResolveOptions, SourceKind } from "../source.ts";
+import type { ImageSource, ResolveOptions, SourceKind } from "./kind.ts";
 import { fdStream } from "./read-stream.ts";
 import { META_SUFFIX, readImageMeta } from "../meta.ts";
 

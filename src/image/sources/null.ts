@@ -1,5 +1,5 @@
 /** img_id "null": nothing to write (customize a disk that is already filled). */
-import type { SourceKind } from "../source.ts";
+import type { SourceKind } from "./kind.ts";
 
 export const nullSource: SourceKind = {
   kind: "null",

@@ -5,7 +5,7 @@
  */
 import fs from "node:fs";
 import { SnfError, causeOf } from "../../errors.ts";
-import type { RangeReader } from "../source.ts";
+import type { RangeReader } from "./kind.ts";
 
 const READ_CHUNK = 1024 * 1024;
 
