@@ -7,7 +7,7 @@
 import { defineCommand } from "citty";
 import { loadConfig } from "../config.ts";
 import { deploy, renameGuest } from "../deploy.ts";
-import { parseGanetiEnv, type Script } from "../ganeti/env.ts";
+import { parseCreateEnv, parseGanetiEnv, parseRenameEnv, parseTransferEnv, type Script } from "../ganeti/env.ts";
 import { describeSweep, sweepLeftovers } from "../leftovers.ts";
 import { log, setDebug } from "../log.ts";
 import { openMonitor } from "../monitor.ts";
@@ -22,25 +22,25 @@ import { runScript } from "./run.ts";
  * progress monitor, decompressors) can inherit them. Bun.spawn's default
  * environment is the one at start: every spawn passes `env` explicitly.
  */
-function takeGanetiEnv(script: Script) {
-  const env = parseGanetiEnv(script);
+function takeGanetiEnv<E>(parse: () => E): E {
+  const env = parse();
   for (const k of Object.keys(process.env)) if (k.startsWith("OSP_")) delete process.env[k];
   return env;
 }
 
 async function create(signal: AbortSignal): Promise<void> {
   sweep();
-  const env = takeGanetiEnv("create");
+  const env = takeGanetiEnv(() => parseCreateEnv());
   const config = loadConfig();
   setDebug(config.IMAGE_DEBUG || env.debugLevel > 0);
   for (const w of config.warnings) log.warn(w);
-  const monitor = openMonitor({ program: config.PROGRESS_MONITOR, instance: env.instance!.name });
+  const monitor = openMonitor({ program: config.PROGRESS_MONITOR, instance: env.instance.name });
   const t0 = performance.now();
   try {
-    log.info(`${env.instance!.reinstall ? "reinstalling" : "creating"} ${env.instance!.name} (${env.instance!.os ?? env.osName})`);
+    log.info(`${env.instance.reinstall ? "reinstalling" : "creating"} ${env.instance.name} (${env.instance.os ?? env.osName})`);
     const r = await deploy(env, config, monitor, signal);
     log.success(
-      `${env.instance!.name} deployed in ${((performance.now() - t0) / 1000).toFixed(1)} s (copy ${(r.copyMs / 1000).toFixed(1)} s, helper ${(r.helperMs / 1000).toFixed(1)} s under ${r.accel})`,
+      `${env.instance.name} deployed in ${((performance.now() - t0) / 1000).toFixed(1)} s (copy ${(r.copyMs / 1000).toFixed(1)} s, helper ${(r.helperMs / 1000).toFixed(1)} s under ${r.accel})`,
     );
   } catch (e) {
     monitor.send({ type: "image-error", messages: [e instanceof Error ? e.message : String(e)] });
@@ -52,15 +52,15 @@ async function create(signal: AbortSignal): Promise<void> {
 
 async function rename(signal: AbortSignal): Promise<void> {
   sweep();
-  const env = takeGanetiEnv("rename");
-  if (env.instance!.oldName === env.instance!.name) {
+  const env = takeGanetiEnv(() => parseRenameEnv());
+  if (env.instance.oldName === env.instance.name) {
     // Ganeti also calls rename after every import, with the same name: leave the disk untouched.
-    log.info(`instance name ${env.instance!.name} is unchanged: nothing to rename`);
+    log.info(`instance name ${env.instance.name} is unchanged: nothing to rename`);
     return;
   }
   const config = loadConfig();
   setDebug(config.IMAGE_DEBUG || env.debugLevel > 0);
-  const monitor = openMonitor({ program: config.PROGRESS_MONITOR, instance: env.instance!.name });
+  const monitor = openMonitor({ program: config.PROGRESS_MONITOR, instance: env.instance.name });
   try {
     await renameGuest(env, config, monitor, signal);
   } finally {
@@ -77,7 +77,7 @@ function sweep(): void {
 async function verify(args: string[]): Promise<void> {
   const checks = args.length ? args : ["parameters"];
   for (const c of checks) if (c !== "parameters") throw new Error(`unknown check ${JSON.stringify(c)}: only "parameters" exists`);
-  const env = takeGanetiEnv("verify");
+  const env = takeGanetiEnv(() => parseGanetiEnv("verify"));
   const config = loadConfig();
   const { problems } = checkParams(mergeParams(config, env.osp), { forVerify: true });
   if (problems.length) {
@@ -113,8 +113,8 @@ export const osCommand = defineCommand({
   meta: { name: "os", description: "Ganeti OS API entry points (called by the scripts in the OS definition directory)" },
   subCommands: {
     create: scriptCommand("create", (s) => create(s)),
-    import: scriptCommand("import", (s) => importDisk(takeGanetiEnv("import"), s)),
-    export: scriptCommand("export", (s) => exportDisk(takeGanetiEnv("export"), s)),
+    import: scriptCommand("import", (s) => importDisk(takeGanetiEnv(() => parseTransferEnv("import")), s)),
+    export: scriptCommand("export", (s) => exportDisk(takeGanetiEnv(() => parseTransferEnv("export")), s)),
     rename: scriptCommand("rename", (s) => rename(s)),
     verify: scriptCommand("verify", (_s, a) => verify(a)),
   },

@@ -44,6 +44,18 @@ export interface GanetiNic {
   };
 }
 
+export interface GanetiInstance {
+  name: string;
+  os?: string;
+  uuid?: string;
+  primaryNode?: string;
+  hypervisor?: string;
+  hv: Record<string, string>;
+  be: Record<string, string>;
+  reinstall: boolean;
+  oldName?: string;
+}
+
 export interface GanetiEnv {
   apiVersion: number;
   osName: string;
@@ -51,21 +63,36 @@ export interface GanetiEnv {
   debugLevel: number;
   /** OS parameters by lower-case name (OSP_IMG_ID → img_id). Set-but-empty counts as defined. */
   osp: Record<string, string>;
-  instance?: {
-    name: string;
-    os?: string;
-    uuid?: string;
-    primaryNode?: string;
-    hypervisor?: string;
-    hv: Record<string, string>;
-    be: Record<string, string>;
-    reinstall: boolean;
-    oldName?: string;
-  };
+  instance?: GanetiInstance;
   disks: GanetiDisk[];
   nics: GanetiNic[];
   /** import/export only */
-  transfer?: { index: number; diskPath?: string; diskUri?: string; sizeFd?: number };
+  transfer?: GanetiTransfer;
+}
+
+export interface GanetiTransfer {
+  index: number;
+  diskPath: string;
+  diskUri?: string;
+  sizeFd?: number;
+}
+
+/** What create has for sure: the instance and the path of disk 0. */
+export interface CreateEnv extends GanetiEnv {
+  instance: GanetiInstance;
+  /** DISK_0_PATH: the disk the image goes onto. */
+  disk0: string;
+}
+
+/** rename: create's shape plus the old name. */
+export interface RenameEnv extends CreateEnv {
+  instance: GanetiInstance & { oldName: string };
+}
+
+/** import/export: the instance and the disk being moved. */
+export interface TransferEnv extends GanetiEnv {
+  instance: GanetiInstance;
+  transfer: GanetiTransfer;
 }
 
 const Int = (name: string, min = 0, max = 1_000_000) =>
@@ -93,8 +120,8 @@ function parseInt(env: Record<string, string | undefined>, key: string, min = 0,
 
 const opt = (s: string | undefined) => (s === undefined || s === "" ? undefined : s);
 
-/** Parse the environment of one OS script run. */
-export function parseGanetiEnv(script: Script, env: Record<string, string | undefined> = process.env): GanetiEnv {
+/** What every script gets: API version, OS name/variant, debug level, OS parameters. */
+function parseCommon(env: Record<string, string | undefined>): GanetiEnv {
   const apiRaw = need(env, "OS_API_VERSION");
   const apiVersion = Number(apiRaw);
   if (apiVersion !== SUPPORTED_API_VERSION) {
@@ -104,7 +131,7 @@ export function parseGanetiEnv(script: Script, env: Record<string, string | unde
   for (const [k, val] of Object.entries(env)) {
     if (k.startsWith("OSP_") && val !== undefined) osp[k.slice(4).toLowerCase()] = val;
   }
-  const out: GanetiEnv = {
+  return {
     apiVersion,
     osName: env.OS_NAME ?? "snf-image",
     osVariant: env.OS_VARIANT ?? "",
@@ -113,8 +140,10 @@ export function parseGanetiEnv(script: Script, env: Record<string, string | unde
     disks: [],
     nics: [],
   };
-  if (script === "verify") return out;
+}
 
+/** The common part plus the instance, its disks and NICs (every script but verify). */
+function parseInstanceEnv(env: Record<string, string | undefined>): GanetiEnv & { instance: GanetiInstance } {
   const hv: Record<string, string> = {};
   const be: Record<string, string> = {};
   for (const [k, val] of Object.entries(env)) {
@@ -122,28 +151,31 @@ export function parseGanetiEnv(script: Script, env: Record<string, string | unde
     if (k.startsWith("INSTANCE_HV_")) hv[k.slice(12)] = val;
     else if (k.startsWith("INSTANCE_BE_")) be[k.slice(12)] = val;
   }
-  out.instance = {
-    name: need(env, "INSTANCE_NAME"),
-    os: opt(env.INSTANCE_OS),
-    uuid: opt(env.INSTANCE_UUID),
-    primaryNode: opt(env.INSTANCE_PRIMARY_NODE),
-    hypervisor: opt(env.HYPERVISOR),
-    hv,
-    be,
-    reinstall: env.INSTANCE_REINSTALL === "1",
-    oldName: opt(env.OLD_INSTANCE_NAME),
+  const out = {
+    ...parseCommon(env),
+    instance: {
+      name: need(env, "INSTANCE_NAME"),
+      os: opt(env.INSTANCE_OS),
+      uuid: opt(env.INSTANCE_UUID),
+      primaryNode: opt(env.INSTANCE_PRIMARY_NODE),
+      hypervisor: opt(env.HYPERVISOR),
+      hv,
+      be,
+      reinstall: env.INSTANCE_REINSTALL === "1",
+      oldName: opt(env.OLD_INSTANCE_NAME),
+    },
   };
-
   const diskCount = parseInt(env, "DISK_COUNT", 0, 64);
   for (let i = 0; i < diskCount; i++) {
     const p = `DISK_${i}_`;
+    const size = env[`${p}SIZE`];
     out.disks.push({
       index: i,
       path: opt(env[`${p}PATH`]),
       uri: opt(env[`${p}URI`]),
       access: env[`${p}ACCESS`] ?? "rw",
       uuid: opt(env[`${p}UUID`]),
-      sizeMiB: env[`${p}SIZE`] && /^\d+$/.test(env[`${p}SIZE`]!) ? Number(env[`${p}SIZE`]) : undefined,
+      sizeMiB: size && /^\d+$/.test(size) ? Number(size) : undefined,
       name: opt(env[`${p}NAME`]),
       frontendType: opt(env[`${p}FRONTEND_TYPE`]),
       backendType: opt(env[`${p}BACKEND_TYPE`]),
@@ -180,18 +212,47 @@ export function parseGanetiEnv(script: Script, env: Record<string, string | unde
     });
   }
 
-  if (script === "create" || script === "rename") {
-    if (out.disks.length < 1) throw new SnfError("Ganeti environment: DISK_COUNT is 0: the instance has no disk to deploy onto");
-    if (!out.disks[0]!.path) throw new SnfError("Ganeti environment: DISK_0_PATH is missing (userspace-only disks are not supported)");
-  }
-  if (script === "rename") need(env, "OLD_INSTANCE_NAME");
-  if (script === "export" || script === "import") {
-    const P = script === "export" ? "EXPORT" : "IMPORT";
-    const index = parseInt(env, `${P}_INDEX`, 0, 63);
-    const diskPath = opt(env[`${P}_DISK_PATH`]) ?? opt(env[`${P}_DEVICE`]);
-    if (!diskPath) throw new SnfError(`Ganeti environment: ${P}_DISK_PATH is missing (URI-only disks are not supported)`);
-    const sizeFd = script === "export" && env.EXP_SIZE_FD && /^\d+$/.test(env.EXP_SIZE_FD) ? Number(env.EXP_SIZE_FD) : undefined;
-    out.transfer = { index, diskPath, diskUri: opt(env[`${P}_DISK_URI`]), sizeFd };
-  }
   return out;
+}
+
+/** create: the instance and DISK_0_PATH are required. */
+export function parseCreateEnv(env: Record<string, string | undefined> = process.env): CreateEnv {
+  const out = parseInstanceEnv(env);
+  const disk0 = out.disks[0];
+  if (!disk0) throw new SnfError("Ganeti environment: DISK_COUNT is 0: the instance has no disk to deploy onto");
+  if (!disk0.path) throw new SnfError("Ganeti environment: DISK_0_PATH is missing (userspace-only disks are not supported)");
+  return { ...out, disk0: disk0.path };
+}
+
+/** rename: create's requirements plus OLD_INSTANCE_NAME. */
+export function parseRenameEnv(env: Record<string, string | undefined> = process.env): RenameEnv {
+  const out = parseCreateEnv(env);
+  const oldName = need(env, "OLD_INSTANCE_NAME");
+  return { ...out, instance: { ...out.instance, oldName } };
+}
+
+/** import/export: <P>_INDEX and <P>_DISK_PATH (or the older <P>_DEVICE) are required. */
+export function parseTransferEnv(script: "import" | "export", env: Record<string, string | undefined> = process.env): TransferEnv {
+  const out = parseInstanceEnv(env);
+  const P = script === "export" ? "EXPORT" : "IMPORT";
+  const index = parseInt(env, `${P}_INDEX`, 0, 63);
+  const diskPath = opt(env[`${P}_DISK_PATH`]) ?? opt(env[`${P}_DEVICE`]);
+  if (!diskPath) throw new SnfError(`Ganeti environment: ${P}_DISK_PATH is missing (URI-only disks are not supported)`);
+  const sizeFd = script === "export" && env.EXP_SIZE_FD && /^\d+$/.test(env.EXP_SIZE_FD) ? Number(env.EXP_SIZE_FD) : undefined;
+  return { ...out, transfer: { index, diskPath, diskUri: opt(env[`${P}_DISK_URI`]), sizeFd } };
+}
+
+/** Parse the environment of one OS script run (verify needs only the common part). */
+export function parseGanetiEnv(script: Script, env: Record<string, string | undefined> = process.env): GanetiEnv {
+  switch (script) {
+    case "verify":
+      return parseCommon(env);
+    case "create":
+      return parseCreateEnv(env);
+    case "rename":
+      return parseRenameEnv(env);
+    case "import":
+    case "export":
+      return parseTransferEnv(script, env);
+  }
 }

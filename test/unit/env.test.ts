@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { SnfError } from "../../src/errors.ts";
-import { parseGanetiEnv } from "../../src/ganeti/env.ts";
+import { parseCreateEnv, parseGanetiEnv, parseRenameEnv, parseTransferEnv } from "../../src/ganeti/env.ts";
 
 /** The environment of a real create call (Ganeti 3.0.2, shared/docs/ganeti-os-interface.md). */
 export const REAL_CREATE_ENV: Record<string, string> = {
@@ -108,5 +108,17 @@ describe("Ganeti environment", () => {
     const im = parseGanetiEnv("import", { ...REAL_CREATE_ENV, IMPORT_INDEX: "0", IMPORT_DISK_PATH: "/d", IMPORT_DEVICE: "/old" });
     expect(im.transfer?.diskPath).toBe("/d");
     expect(fails("import", { ...REAL_CREATE_ENV, IMPORT_INDEX: "0" })).toMatch(/IMPORT_DISK_PATH is missing/);
+  });
+
+  test("typed per-script parsers carry what each script needs", () => {
+    const c = parseCreateEnv(REAL_CREATE_ENV);
+    expect(c.disk0).toBe(REAL_CREATE_ENV.DISK_0_PATH!);
+    expect(c.instance.name).toBe(REAL_CREATE_ENV.INSTANCE_NAME!);
+    expect(() => parseCreateEnv({ ...REAL_CREATE_ENV, DISK_0_PATH: "" })).toThrow(/DISK_0_PATH is missing/);
+    expect(parseRenameEnv({ ...REAL_CREATE_ENV, OLD_INSTANCE_NAME: "old" }).instance.oldName).toBe("old");
+    expect(() => parseRenameEnv(REAL_CREATE_ENV)).toThrow(/OLD_INSTANCE_NAME is missing/);
+    const t = parseTransferEnv("export", { ...REAL_CREATE_ENV, EXPORT_INDEX: "0", EXPORT_DISK_PATH: "/dev/loop4" });
+    expect(t.transfer).toEqual({ index: 0, diskPath: "/dev/loop4", diskUri: undefined, sizeFd: undefined });
+    expect(parseGanetiEnv("verify", { OS_API_VERSION: "20" }).instance).toBeUndefined();
   });
 });
