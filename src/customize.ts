@@ -6,7 +6,7 @@
  */
 import type { Config } from "./config.ts";
 import { SnfError } from "./errors.ts";
-import type { GanetiEnv } from "./ganeti/env.ts";
+import type { CreateEnv, GanetiEnv } from "./ganeti/env.ts";
 import { loadHelperImage } from "./helper-image/load.ts";
 import { log } from "./log.ts";
 import type { Monitor } from "./monitor.ts";
@@ -22,7 +22,7 @@ export type HelperImage = ReturnType<typeof loadHelperImage>;
  * What a deployment needs from its caller: `create` passes its GanetiEnv,
  * `snf-image deploy` builds this from its command line.
  */
-export type DeployInput = Pick<GanetiEnv, "osp" | "disks" | "nics"> & { instance?: { name: string } };
+export type DeployInput = Pick<CreateEnv, "osp" | "disks" | "nics" | "disk0"> & { instance: { name: string } };
 
 /** Image properties: host-set < img_properties < inst_properties (keys upper-case). */
 export function mergeProperties(hostSet: Record<string, string>, params: Pick<DeployParams, "imgProperties" | "instProperties">): Record<string, string> {
@@ -65,7 +65,7 @@ export function helperParams(o: {
   return {
     protocol: PROTOCOL_VERSION,
     mode: o.mode,
-    hostname: env.instance!.name,
+    hostname: env.instance.name,
     imgFormat: params?.imgFormat ?? "diskdump",
     password: params?.password,
     passwordHash: params?.passwordHash,

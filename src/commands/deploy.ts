@@ -229,6 +229,7 @@ export async function buildInput(a: DeployArgs): Promise<DeployInput & { imageDi
   return {
     osp,
     disks: [{ index: 0, path: disk, access: "rw" }],
+    disk0: disk,
     nics: a.nics.map((n, i) => parseNic(n, i)),
     instance: { name: hostname },
     imageDir: path?.imageDir,

@@ -249,6 +249,17 @@ function chs(lba: number): [number, number, number] {
 }
 
 /**
+ * The image properties a format implies: extdump/ntfsdump are one filesystem
+ * that the host puts behind its own MBR (mbrPrefix), so the family and the
+ * root partition are known. Defaults below img_properties/inst_properties.
+ */
+export function hostProperties(format: ImageFormat): Record<string, string> {
+  if (format === "extdump") return { OSFAMILY: "linux", ROOT_PARTITION: "1" };
+  if (format === "ntfsdump") return { OSFAMILY: "windows", ROOT_PARTITION: "1" };
+  return {};
+}
+
+/**
  * The 1 MiB written before an extdump/ntfsdump image: msdos label, one
  * bootable primary partition (type 0x83 or 0x07) starting at sector 2048 and,
  * as in the original, ending where the image ends (at the disk end when the
