@@ -13,7 +13,7 @@ import * as v from "valibot";
 import { loadConfig } from "../config.ts";
 import type { DeployInput } from "../customize.ts";
 import { deploy } from "../deploy.ts";
-import { SnfError, errorMessage } from "../errors.ts";
+import { SnfError, causeOf, errorMessage } from "../errors.ts";
 import type { GanetiNic } from "../ganeti/env.ts";
 import { log, setDebug } from "../log.ts";
 import { IMAGE_FORMATS } from "../protocol.ts";
@@ -79,7 +79,7 @@ function readBounded(path: string, max: number, what: string): Buffer {
     size = st.size;
   } catch (e) {
     if (e instanceof SnfError) throw e;
-    throw new SnfError(`${what} ${path}: ${(e as { code?: string }).code ?? errorMessage(e)}`);
+    throw new SnfError(`${what} ${path}: ${causeOf(e)}`);
   }
   if (size > max) throw new SnfError(`${what} ${path} is larger than ${max} bytes`);
   return readFileSync(path);

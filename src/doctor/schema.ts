@@ -22,7 +22,6 @@ export const CHECK_IDS = [
 export type CheckId = (typeof CHECK_IDS)[number];
 
 export const CHECK_STATUSES = ["ok", "warn", "fail"] as const;
-export type CheckStatus = (typeof CHECK_STATUSES)[number];
 
 const OneLine = v.pipe(v.string(), v.regex(/^[^\n\r]*$/, "must be one line"));
 

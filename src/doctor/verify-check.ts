@@ -1,6 +1,7 @@
 /** doctor: the IMAGE_VERIFY policy, its keyring and gpgv. */
 import fs from "node:fs";
 import type { Config } from "../config.ts";
+import { causeOf } from "../errors.ts";
 import { type CheckOutcome, fail, ok, warn } from "./schema.ts";
 
 /**
@@ -56,7 +57,7 @@ export function checkImageVerify(config: Pick<Config, "IMAGE_VERIFY" | "IMAGE_KE
     if (st.size > 64 * 1024 * 1024) return fail(`IMAGE_KEYRING ${keyring} is larger than 64 MiB`, "export only the signing keys (gpg --export KEYID > FILE)");
     bytes = new Uint8Array(fs.readFileSync(keyring));
   } catch (e) {
-    return fail(`IMAGE_KEYRING ${keyring} is not readable (${(e as { code?: string }).code ?? String(e)})`, "create it (gpg --export KEYID > FILE) or fix the path");
+    return fail(`IMAGE_KEYRING ${keyring} is not readable (${causeOf(e)})`, "create it (gpg --export KEYID > FILE) or fix the path");
   }
   const k = keyringKind(bytes);
   const what = `IMAGE_VERIFY=${policy}, IMAGE_KEYRING ${keyring}`;

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { rmSync } from "node:fs";
 import { onCleanup } from "../cleanup.ts";
 import { runTempDir } from "../leftovers.ts";
-import { SnfError, errorMessage } from "../errors.ts";
+import { SnfError, causeOf, errorMessage } from "../errors.ts";
 
 const GPGV_TIMEOUT_MS = 30_000;
 const MAX_STATUS_BYTES = 64 * 1024;
@@ -131,7 +131,7 @@ export async function gpgvVerify(o: { keyring: string; data: Uint8Array; signatu
       try {
         signedText = new Uint8Array(readFileSync(outFile));
       } catch (e) {
-        throw why(`gpgv wrote no signed text (${(e as { code?: string }).code ?? errorMessage(e)})`);
+        throw why(`gpgv wrote no signed text (${causeOf(e)})`);
       }
     }
     return { fingerprints: s.valid, signedText };

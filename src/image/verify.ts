@@ -19,7 +19,7 @@ import path from "node:path";
 import type { Config } from "../config.ts";
 import { fileBacking, markFileBacked } from "../disk/input.ts";
 import { O_CLOEXEC } from "../disk/libc.ts";
-import { SnfError, errorMessage } from "../errors.ts";
+import { SnfError, causeOf, errnoOf, errorMessage } from "../errors.ts";
 import { log } from "../log.ts";
 import type { Monitor } from "../monitor.ts";
 import { gpgvVerify } from "./gpgv.ts";
@@ -87,9 +87,8 @@ function readLocal(p: string): Uint8Array | null {
     // O_NONBLOCK: a FIFO in its place must not hang the open; fstat then refuses it.
     fd = fs.openSync(p, fs.constants.O_RDONLY | O_CLOEXEC | fs.constants.O_NONBLOCK);
   } catch (e) {
-    const code = (e as { code?: string }).code;
-    if (code === "ENOENT") return null;
-    throw new SnfError(`cannot read ${p} (${code ?? errorMessage(e)})`);
+    if (errnoOf(e) === "ENOENT") return null;
+    throw new SnfError(`cannot read ${p} (${causeOf(e)})`);
   }
   try {
     const st = fs.fstatSync(fd);
@@ -194,7 +193,7 @@ export async function prepareVerification(
       await hashFile(file.fd, update, s);
     } catch (e) {
       await inner.cancel().catch(() => {});
-      throw e instanceof SnfError ? e : new SnfError(`reading image ${source.display} to check it failed (${(e as { code?: string }).code ?? errorMessage(e)})`);
+      throw e instanceof SnfError ? e : new SnfError(`reading image ${source.display} to check it failed (${causeOf(e)})`);
     }
     early = hasher.digest("hex");
     if (early !== expected) {
@@ -281,7 +280,7 @@ export function wipeEnds(diskPath: string, diskSize: number): void {
   try {
     fd = fs.openSync(diskPath, fs.constants.O_WRONLY | O_CLOEXEC);
   } catch (e) {
-    throw new SnfError(`the image did not verify and disk ${diskPath} could not be opened to wipe it (${(e as { code?: string }).code ?? errorMessage(e)})`);
+    throw new SnfError(`the image did not verify and disk ${diskPath} could not be opened to wipe it (${causeOf(e)})`);
   }
   try {
     const zero = Buffer.alloc(Math.min(WIPE_BYTES, diskSize));
@@ -292,7 +291,7 @@ export function wipeEnds(diskPath: string, diskSize: number): void {
     }
     fs.fdatasyncSync(fd);
   } catch (e) {
-    throw new SnfError(`the image did not verify and wiping disk ${diskPath} failed (${(e as { code?: string }).code ?? errorMessage(e)})`);
+    throw new SnfError(`the image did not verify and wiping disk ${diskPath} failed (${causeOf(e)})`);
   } finally {
     fs.closeSync(fd);
   }
