@@ -27,6 +27,24 @@ import type { Task, TaskContext } from "./task.ts";
 
 const FWCFG_DIR = "/sys/firmware/qemu_fw_cfg";
 
+/** Guest clock (s since kernel start), for the HELPER_DEBUG breakdown; null outside the VM. */
+function uptime(): string | null {
+  try {
+    return fs.readFileSync("/proc/uptime", "utf8").split(" ")[0]!;
+  } catch {
+    return null;
+  }
+}
+const startedAt = uptime();
+/** HELPER_DEBUG boots the kernel without "quiet" (as the shims, which mark their steps too). */
+function debugBoot(): boolean {
+  try {
+    return !/(^|\s)quiet(\s|$)/.test(fs.readFileSync("/proc/cmdline", "utf8"));
+  } catch {
+    return false;
+  }
+}
+
 async function readParamsText(env: Record<string, string | undefined>): Promise<string> {
   const file = env.SNF_HELPER_PARAMS || `${FWCFG_DIR}/by_name/${FWCFG_PARAMS}/raw`;
   if (!env.SNF_HELPER_PARAMS && !fs.existsSync(FWCFG_DIR)) await run(["modprobe", "qemu_fw_cfg"], { allowFail: true });
@@ -63,6 +81,12 @@ export async function helperMain(env: Record<string, string | undefined> = proce
   try {
     const params: HelperParams = await step("reading parameters", async () => decodeParams(await readParamsText(env)));
     const info = (msg: string): void => ch.console(msg);
+    const marks = startedAt !== null && !env.SNF_HELPER_PARAMS && debugBoot();
+    const mark = (what: string): void => {
+      if (marks) info(`guest clock ${uptime()} s: ${what}`);
+    };
+    if (marks) info(`guest clock ${startedAt} s: helper started`);
+    mark("parameters read");
     const warn = (msg: string): void => ch.monitor({ kind: "WARNING", text: msg });
     const props = makeProps(params.properties, warn);
     scratch = fs.mkdtempSync(path.join(env.TMPDIR || "/tmp", "snf-helper-"));
@@ -70,11 +94,13 @@ export async function helperMain(env: Record<string, string | undefined> = proce
     const serial = disk0?.serial ?? diskSerial(0);
     const dev = await step("finding the instance disk", () => findDiskBySerial(serial, env));
     const disk = await step("reading the partition table", () => readDisk(run, dev));
+    mark("partition table read");
     if (props.bool("EXCLUDE_ALL_TASKS")) {
       for (const t of tasks) ch.monitor({ kind: "TASK_SKIP", task: t.name, reason: "EXCLUDE_ALL_TASKS" });
       result = { ok: true };
     } else {
       const rootInfo = await step("finding the root partition", () => resolveRoot(props, disk, mountProbe(imageMounts, path.join(scratch!, "probe"))));
+      mark("root partition found");
       info(`OS family ${rootInfo.family}, root partition ${rootInfo.rootPartition.number} (${rootInfo.rootPartition.fsType ?? "unknown fs"})`);
       const ctx: TaskContext = {
         params,
@@ -102,6 +128,7 @@ export async function helperMain(env: Record<string, string | undefined> = proce
         },
       });
     }
+    mark("tasks done");
     if (result.ok) await syncDisks();
   } catch (e) {
     result = { ok: false, error: errorText(e) };

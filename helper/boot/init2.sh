@@ -6,11 +6,15 @@
 # its own ERROR line, the line written here is ignored.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TMPDIR=/tmp
 HELPER=/usr/lib/snf-image-helper/snf-image-helper
+read -r cmdline </proc/cmdline
+case " $cmdline " in *" quiet "*) mark() { :; } ;; *) mark() { read -r up _ </proc/uptime; echo "snf-image shim: $up s: $*" >/dev/console; } ;; esac
+mark "/init2 started"
 
 # fw_cfg carries the parameters; virtio-rng feeds the guest's entropy pool
 modprobe qemu_fw_cfg 2>/dev/null || echo "snf-image shim: cannot load qemu_fw_cfg" >/dev/console
 modprobe virtio_rng 2>/dev/null
 
+mark "modules loaded, starting the helper"
 "$HELPER" </dev/null
 rc=$?
 # exit 0 without a result line is judged by the host (no result = failure)

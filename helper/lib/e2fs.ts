@@ -69,10 +69,17 @@ export async function preen(run: RunFn, dev: string, what: string): Promise<{ fi
   throw new Error(`e2fsck found errors it cannot fix on ${what} (exit ${r.exitCode}): ${lastLine(r.stdout + "\n" + r.stderr)}`);
 }
 
-/** Grow to the size of the device/partition. */
-export async function grow(run: RunFn, dev: string, what: string): Promise<void> {
+/** resize2fs's own report of the block count ("is now N (4k) blocks long", "is already ..."), if any. */
+export function parseResize2fsBlocks(output: string): number | undefined {
+  const m = /\bis (?:now|already) (\d+) \(\d+k\) blocks long/.exec(output);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** Grow to the size of the device/partition; returns the new block count (from resize2fs, else dumpe2fs). */
+export async function grow(run: RunFn, dev: string, what: string): Promise<number> {
   const r = await run(["resize2fs", dev], { allowFail: true });
   if (r.exitCode !== 0) throw new Error(`resize2fs failed on ${what}: ${lastLine(r.stderr || r.stdout)}`);
+  return parseResize2fsBlocks(`${r.stdout}\n${r.stderr}`) ?? (await readHeader(run, dev)).blockCount;
 }
 
 function lastLine(s: string): string {

@@ -103,9 +103,12 @@ export function hostTscKhz(): number {
 }
 
 export function kernelCommandLine(o: Pick<HelperVmOptions, "accel" | "debug">, tscKhz: number): string {
-  const args = ["console=ttyS0", "panic=-1", "8250.nr_uarts=3"];
+  // Boot trimming (docs/benchmarks.md): no guest-internal mitigations, crypto self-tests or LSMs
+  // (the guest runs only our code as root, isolation is the VM); under TCG the TSC is kept (the
+  // watchdog wrongly drops it for lossy jiffies on a loaded host).
+  const args = ["console=ttyS0", "panic=-1", "8250.nr_uarts=3", "mitigations=off", "cryptomgr.notests", "lsm=capability"];
   if (!o.debug) args.push("quiet");
-  if (o.accel === "tcg") args.push(`tsc_early_khz=${tscKhz}`);
+  if (o.accel === "tcg") args.push(`tsc_early_khz=${tscKhz}`, "tsc=reliable");
   return args.join(" ");
 }
 

@@ -7,7 +7,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { run } from "../../helper/lib/exec.ts";
-import { readHeader } from "../../helper/lib/e2fs.ts";
+import { grow, parseResize2fsBlocks, readHeader } from "../../helper/lib/e2fs.ts";
 import { task as resizeUnmounted } from "../../helper/tasks/FilesystemResizeUnmounted.ts";
 import { task as resizeMounted } from "../../helper/tasks/FilesystemResizeMounted.ts";
 import { task as addSwap } from "../../helper/tasks/AddSwap.ts";
@@ -53,6 +53,21 @@ describe("FilesystemResizeUnmounted", () => {
     expect(h.blockCount * h.blockSize).toBe(96 * MiB);
     expect(h.state).toBe("clean");
     expect(ctx.infos.join("\n")).toContain("8192 → 24576 blocks");
+  });
+
+  test("the block count comes from resize2fs's own report (no extra dumpe2fs), also when already full", async () => {
+    fr = fakeRoot();
+    const file = await ext4File(32);
+    const calls: string[] = [];
+    const counting: typeof run = (cmd, opts) => (calls.push(cmd[0]!), run(cmd, opts));
+    expect(await grow(counting, file, "ext4 on part.img")).toBe(8192);
+    fs.truncateSync(file, 48 * MiB);
+    expect(await grow(counting, file, "ext4 on part.img")).toBe(12288);
+    expect(calls).toEqual(["resize2fs", "resize2fs"]);
+    expect((await readHeader(run, file)).blockCount).toBe(12288);
+    expect(parseResize2fsBlocks("The filesystem on /dev/vda1 is now 1048320 (4k) blocks long.\n")).toBe(1048320);
+    expect(parseResize2fsBlocks("The filesystem is already 8192 (4k) blocks long.  Nothing to do!\n")).toBe(8192);
+    expect(parseResize2fsBlocks("something else")).toBeUndefined();
   });
 
   test("replays a journal that needs recovery (with a warning), then grows", async () => {
