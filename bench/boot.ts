@@ -6,7 +6,7 @@
  *
  *   bun bench/boot.ts [--runs N] [--accel tcg|kvm] [HELPER_DIR ...]   (default dist/helper)
  */
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { loadHelperImage } from "../src/helper-image/load.ts";
 import { testBootHelper } from "../src/vm/test-boot.ts";
 import { HELPER_DIR } from "../test/lib/deploy.ts";
@@ -23,6 +23,29 @@ const runs = Number(opt("--runs", "5")) || 5;
 const accel = opt("--accel", "tcg") as "tcg" | "kvm";
 const dirs = argv.length ? argv : [HELPER_DIR];
 
+/** qemu started by this process (the only one at a time here), or null. */
+function qemuChild(): number | null {
+  for (const e of readdirSync("/proc")) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const st = readFileSync(`/proc/${e}/stat`, "utf8");
+      const f = st.slice(st.lastIndexOf(")") + 2).split(" ");
+      if (Number(f[1]) === process.pid && st.includes("(qemu-system")) return Number(e);
+    } catch {}
+  }
+  return null;
+}
+/** CPU seconds (user + system) a process has used so far. */
+function cpuSeconds(pid: number): number {
+  try {
+    const st = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = st.slice(st.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) / 100; // USER_HZ
+  } catch {
+    return NaN;
+  }
+}
+
 /**
  * Phases of one debug boot: the host's arrival time (s since the boot was
  * started) of the kernel's first line, /init, and every shim/helper mark. Host
@@ -38,12 +61,23 @@ export function phases(lines: { t: number; line: string }[]): Map<string, number
   return m;
 }
 
+/** The same phases on qemu's CPU-time clock (less sensitive to other load than wall time). */
+function cpuPhases(lines: { cpu: number; line: string }[]): Map<string, number> {
+  return phases(lines.map((l) => ({ t: l.cpu, line: l.line })));
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const rows = dirs.map(() => [] as { total: number; marks: Map<string, number> }[]);
+const rows = dirs.map(() => [] as { total: number; marks: Map<string, number>; cpu: number; cpuMarks: Map<string, number> }[]);
 for (let i = 0; i < runs; i++) {
   for (const [k, dir] of dirs.entries()) {
-    const lines: { t: number; line: string }[] = [];
+    const lines: { t: number; cpu: number; line: string }[] = [];
     const t0 = performance.now();
+    let qemu: number | null = null;
+    let lastCpu = 0;
+    const poll = setInterval(() => {
+      qemu ??= qemuChild();
+      if (qemu !== null) lastCpu = Math.max(lastCpu, cpuSeconds(qemu) || 0);
+    }, 50);
     const o = await testBootHelper({
       image: loadHelperImage(dir),
       accel,
@@ -52,28 +86,36 @@ for (let i = 0; i < runs; i++) {
       softTimeoutSec: 300,
       hardTimeoutSec: 10,
       debug: true,
-      onConsoleLine: (line) => lines.push({ t: (performance.now() - t0) / 1000, line }),
+      onConsoleLine: (line) => {
+        qemu ??= qemuChild();
+        const cpu = qemu === null ? NaN : cpuSeconds(qemu);
+        if (cpu) lastCpu = Math.max(lastCpu, cpu);
+        lines.push({ t: (performance.now() - t0) / 1000, cpu, line });
+      },
     });
     if (!o.result?.ok) {
       console.error(lines.slice(-20).map((l) => l.line).join("\n"));
       throw new Error(`${dir}: test boot failed (${JSON.stringify(o.result)})`);
     }
+    clearInterval(poll);
     const marks = phases(lines);
-    rows[k]!.push({ total: o.durationMs / 1000, marks });
-    console.log(`run ${i + 1}/${runs} ${dir}: ${(o.durationMs / 1000).toFixed(2)} s; ${[...marks].map(([n, t]) => `${n} ${t.toFixed(2)}`).join(", ")}`);
+    const cpuMarks = cpuPhases(lines);
+    rows[k]!.push({ total: o.durationMs / 1000, marks, cpu: lastCpu, cpuMarks });
+    console.log(`run ${i + 1}/${runs} ${dir}: ${(o.durationMs / 1000).toFixed(2)} s, qemu CPU ${lastCpu.toFixed(2)} s; ${[...marks].map(([n, t]) => `${n} ${t.toFixed(2)}/${cpuMarks.get(n)?.toFixed(2)}`).join(", ")}`);
   }
 }
 console.log(`\nempty helper boot (as doctor's), ${accel.toUpperCase()}, ${runs} runs interleaved, medians (host clock, s since the boot started):`);
 for (const [k, dir] of dirs.entries()) {
-  const names = [...new Set(rows[k]!.flatMap((r) => [...r.marks.keys()]))];
-  console.log(`${dir}: round trip ${median(rows[k]!.map((r) => r.total)).toFixed(2)} s; phases (median s, each from the previous mark):`);
+  const rs = rows[k]!;
+  const names = [...new Set(rs.flatMap((r) => [...r.marks.keys()]))];
+  console.log(`${dir}: round trip ${median(rs.map((r) => r.total)).toFixed(2)} s wall, qemu CPU ${median(rs.map((r) => r.cpu)).toFixed(2)} s; phases (median s from the previous mark, wall / qemu CPU):`);
   let prev = "boot started";
-  for (const n of names) {
-    const d = median(rows[k]!.map((r) => (r.marks.get(n) ?? NaN) - (r.marks.get(prev) ?? 0)));
-    console.log(`  ${`${prev} → ${n}`.padEnd(60)} ${d.toFixed(2)}`);
+  const d = (get: (r: (typeof rs)[number], n: string) => number, n: string, p: string) => median(rs.map((r) => get(r, n) - (p === "boot started" ? 0 : get(r, p))));
+  const wall = (r: (typeof rs)[number], n: string) => (n === "end" ? r.total : r.marks.get(n) ?? NaN);
+  const cpu = (r: (typeof rs)[number], n: string) => (n === "end" ? r.cpu : r.cpuMarks.get(n) ?? NaN);
+  for (const n of [...names, "end"]) {
+    console.log(`  ${`${prev} → ${n === "end" ? "qemu exited" : n}`.padEnd(60)} ${d(wall, n, prev).toFixed(2)} / ${d(cpu, n, prev).toFixed(2)}`);
     prev = n;
   }
-  const end = median(rows[k]!.map((r) => r.total - (r.marks.get(prev) ?? 0)));
-  console.log(`  ${`${prev} → qemu exited`.padEnd(60)} ${end.toFixed(2)}`);
 }
 console.log(`load average: ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")}`);

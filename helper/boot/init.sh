@@ -50,8 +50,8 @@ done
 [ -n "$dev" ] || fail "helper VM: tools disk (serial @TOOLS_DISK_SERIAL@) not found"
 
 # Large readahead: Bun's ~100 MiB executable and the tools are paged in from this disk, and
-# every virtio request is expensive under TCG (measured: /init2 and Bun start ~0.5 s faster).
-echo 16384 >"/sys/block/${dev#/dev/}/queue/read_ahead_kb" 2>/dev/null
+# every virtio request is expensive under TCG (measured: 4 MiB is the fastest wall time, CPU-neutral; docs/benchmarks.md).
+echo 4096 >"/sys/block/${dev#/dev/}/queue/read_ahead_kb" 2>/dev/null
 mkdir -p /newroot
 mount -t ext4 -o ro,noatime "$dev" /newroot || fail "helper VM: cannot mount the tools disk $dev"
 [ -x /newroot/init2 ] || fail "helper VM: the tools disk has no /init2"
