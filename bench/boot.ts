@@ -35,6 +35,15 @@ function qemuChild(): number | null {
   }
   return null;
 }
+/** Peak RSS (VmHWM) of a process in MiB, 0 when gone. */
+function hwmMiB(pid: number): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) / 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
 /** CPU seconds (user + system) a process has used so far. */
 function cpuSeconds(pid: number): number {
   try {
@@ -67,16 +76,20 @@ function cpuPhases(lines: { cpu: number; line: string }[]): Map<string, number> 
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const rows = dirs.map(() => [] as { total: number; marks: Map<string, number>; cpu: number; cpuMarks: Map<string, number> }[]);
+const rows = dirs.map(() => [] as { total: number; marks: Map<string, number>; cpu: number; cpuMarks: Map<string, number>; rss: number }[]);
 for (let i = 0; i < runs; i++) {
   for (const [k, dir] of dirs.entries()) {
     const lines: { t: number; cpu: number; line: string }[] = [];
     const t0 = performance.now();
     let qemu: number | null = null;
     let lastCpu = 0;
+    let rss = 0;
     const poll = setInterval(() => {
       qemu ??= qemuChild();
-      if (qemu !== null) lastCpu = Math.max(lastCpu, cpuSeconds(qemu) || 0);
+      if (qemu !== null) {
+        lastCpu = Math.max(lastCpu, cpuSeconds(qemu) || 0);
+        rss = Math.max(rss, hwmMiB(qemu));
+      }
     }, 50);
     const o = await testBootHelper({
       image: loadHelperImage(dir),
@@ -90,6 +103,7 @@ for (let i = 0; i < runs; i++) {
         qemu ??= qemuChild();
         const cpu = qemu === null ? NaN : cpuSeconds(qemu);
         if (cpu) lastCpu = Math.max(lastCpu, cpu);
+        if (qemu !== null) rss = Math.max(rss, hwmMiB(qemu));
         lines.push({ t: (performance.now() - t0) / 1000, cpu, line });
       },
     });
@@ -100,15 +114,15 @@ for (let i = 0; i < runs; i++) {
     clearInterval(poll);
     const marks = phases(lines);
     const cpuMarks = cpuPhases(lines);
-    rows[k]!.push({ total: o.durationMs / 1000, marks, cpu: lastCpu, cpuMarks });
-    console.log(`run ${i + 1}/${runs} ${dir}: ${(o.durationMs / 1000).toFixed(2)} s, qemu CPU ${lastCpu.toFixed(2)} s; ${[...marks].map(([n, t]) => `${n} ${t.toFixed(2)}/${cpuMarks.get(n)?.toFixed(2)}`).join(", ")}`);
+    rows[k]!.push({ total: o.durationMs / 1000, marks, cpu: lastCpu, cpuMarks, rss });
+    console.log(`run ${i + 1}/${runs} ${dir}: ${(o.durationMs / 1000).toFixed(2)} s, qemu CPU ${lastCpu.toFixed(2)} s, qemu peak RSS ${rss.toFixed(0)} MiB; ${[...marks].map(([n, t]) => `${n} ${t.toFixed(2)}/${cpuMarks.get(n)?.toFixed(2)}`).join(", ")}`);
   }
 }
 console.log(`\nempty helper boot (as doctor's), ${accel.toUpperCase()}, ${runs} runs interleaved, medians (host clock, s since the boot started):`);
 for (const [k, dir] of dirs.entries()) {
   const rs = rows[k]!;
   const names = [...new Set(rs.flatMap((r) => [...r.marks.keys()]))];
-  console.log(`${dir}: round trip ${median(rs.map((r) => r.total)).toFixed(2)} s wall, qemu CPU ${median(rs.map((r) => r.cpu)).toFixed(2)} s; phases (median s from the previous mark, wall / qemu CPU):`);
+  console.log(`${dir}: round trip ${median(rs.map((r) => r.total)).toFixed(2)} s wall, qemu CPU ${median(rs.map((r) => r.cpu)).toFixed(2)} s, qemu peak RSS ${median(rs.map((r) => r.rss)).toFixed(0)} MiB; phases (median s from the previous mark, wall / qemu CPU):`);
   let prev = "boot started";
   const d = (get: (r: (typeof rs)[number], n: string) => number, n: string, p: string) => median(rs.map((r) => get(r, n) - (p === "boot started" ? 0 : get(r, p))));
   const wall = (r: (typeof rs)[number], n: string) => (n === "end" ? r.total : r.marks.get(n) ?? NaN);

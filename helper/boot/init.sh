@@ -49,9 +49,10 @@ while [ -z "$dev" ] && [ "$tries" -lt 100 ]; do
 done
 [ -n "$dev" ] || fail "helper VM: tools disk (serial @TOOLS_DISK_SERIAL@) not found"
 
-# Large readahead: Bun's ~100 MiB executable and the tools are paged in from this disk, and
-# every virtio request is expensive under TCG (measured: 4 MiB is the fastest wall time, CPU-neutral; docs/benchmarks.md).
-echo 4096 >"/sys/block/${dev#/dev/}/queue/read_ahead_kb" 2>/dev/null
+# Larger readahead: Bun's ~100 MiB executable and the tools are paged in from this disk, and
+# every virtio request is a round trip to qemu's I/O thread. 1 MiB: faster wall time under
+# load for +26 MiB qemu RSS (4 MiB: +50 MiB); see docs/benchmarks.md.
+echo 1024 >"/sys/block/${dev#/dev/}/queue/read_ahead_kb" 2>/dev/null
 mkdir -p /newroot
 mount -t ext4 -o ro,noatime "$dev" /newroot || fail "helper VM: cannot mount the tools disk $dev"
 [ -x /newroot/init2 ] || fail "helper VM: the tools disk has no /init2"
