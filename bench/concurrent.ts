@@ -8,10 +8,10 @@
  *
  *   bun bench/concurrent.ts [--n N] [--runs R]     (needs root and a built dist/)
  */
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { readFileSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { HELPER_DIR, OS_DIR, ganetiEnv, placeImage, writeConfig } from "../test/lib/deploy.ts";
-import { debianImage } from "../test/lib/images.ts";
+import { HELPER_DIR, OS_DIR, ganetiEnv, writeConfig } from "../test/lib/deploy.ts";
+import { benchImage } from "./image.ts";
 import { mountDisk, shadowHash, verifyCrypt } from "../test/lib/inspect.ts";
 
 const argv = process.argv.slice(2);
@@ -23,11 +23,7 @@ const N = opt("--n", 4);
 const runs = opt("--runs", 1);
 const MEMORY = 256;
 
-const img = await debianImage({ suite: "bookworm", label: "msdos", rootFs: "ext4", sizeMiB: 2048 });
-const work = mkdtempSync("/var/tmp/snf-bench-concurrent-");
-const images = join(work, "images");
-mkdirSync(images);
-placeImage(img.path, join(images, "bookworm"));
+const { work, images } = await benchImage("snf-bench-concurrent-");
 const cfg = writeConfig(work, { IMAGE_DIR: images, HELPER_DIR, HELPER_MEMORY: String(MEMORY), HELPER_SOFT_TIMEOUT: "900" });
 
 /** RSS of a pid in bytes (0 if gone). */

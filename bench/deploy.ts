@@ -10,20 +10,16 @@
  *
  *   bun bench/deploy.ts [--runs N]      (needs root and a built dist/)
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { HELPER_DIR, OS_DIR, ganetiEnv, writeConfig, placeImage } from "../test/lib/deploy.ts";
-import { debianImage } from "../test/lib/images.ts";
+import { HELPER_DIR, OS_DIR, ganetiEnv, writeConfig } from "../test/lib/deploy.ts";
+import { benchImage } from "./image.ts";
 
 const ORIGINAL = { endToEnd: 113.2, helper: 109.4, copy: 3.2 };
 const runs = Number(process.argv[process.argv.indexOf("--runs") + 1] || 3) || 3;
 const MEMORY = 256;
 
-const img = await debianImage({ suite: "bookworm", label: "msdos", rootFs: "ext4", sizeMiB: 2048 });
-const work = mkdtempSync("/var/tmp/snf-bench-deploy-");
-const images = join(work, "images");
-mkdirSync(images);
-placeImage(img.path, join(images, "bookworm"));
+const { img, work, images } = await benchImage("snf-bench-deploy-");
 const disk = join(work, "disk0");
 
 function freshDisk(): void {
