@@ -23,15 +23,24 @@ const runs = Number(opt("--runs", "5")) || 5;
 const accel = opt("--accel", "tcg") as "tcg" | "kvm";
 const dirs = argv.length ? argv : [HELPER_DIR];
 
-/** qemu started by this process (the only one at a time here), or null. */
+/** The qemu this process started (a descendant: qemu runs on a setpriv/unshare/timeout leash), or null. */
 function qemuChild(): number | null {
+  const children = new Map<number, number[]>();
+  const comm = new Map<number, string>();
   for (const e of readdirSync("/proc")) {
     if (!/^\d+$/.test(e)) continue;
     try {
       const st = readFileSync(`/proc/${e}/stat`, "utf8");
-      const f = st.slice(st.lastIndexOf(")") + 2).split(" ");
-      if (Number(f[1]) === process.pid && st.includes("(qemu-system")) return Number(e);
+      const ppid = Number(st.slice(st.lastIndexOf(")") + 2).split(" ")[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(e)]);
+      comm.set(Number(e), st.slice(st.indexOf("(") + 1, st.lastIndexOf(")")));
     } catch {}
+  }
+  const todo = [...(children.get(process.pid) ?? [])];
+  while (todo.length) {
+    const p = todo.pop()!;
+    if (comm.get(p)?.startsWith("qemu-system")) return p;
+    todo.push(...(children.get(p) ?? []));
   }
   return null;
 }
