@@ -127,7 +127,7 @@ for (let i = 0; i < runs; i++) {
     console.log(`run ${i + 1}/${runs} ${dir}: ${(o.durationMs / 1000).toFixed(2)} s, qemu CPU ${lastCpu.toFixed(2)} s, qemu peak RSS ${rss.toFixed(0)} MiB; ${[...marks].map(([n, t]) => `${n} ${t.toFixed(2)}/${cpuMarks.get(n)?.toFixed(2)}`).join(", ")}`);
   }
 }
-console.log(`\nempty helper boot (as doctor's), ${accel.toUpperCase()}, ${runs} runs interleaved, medians (host clock, s since the boot started):`);
+console.log(`\nempty helper boot (as doctor's), ${accel.toUpperCase()}, ${runs} runs interleaved, medians (wall: host clock; CPU: qemu process):`);
 for (const [k, dir] of dirs.entries()) {
   const rs = rows[k]!;
   const names = [...new Set(rs.flatMap((r) => [...r.marks.keys()]))];
