@@ -108,6 +108,20 @@ function expectOneLineFailure(r: { code: number; lastLine: string; output: strin
 }
 
 /** Start create and wait until its helper VM runs (qemu proper exists). */
+/**
+ * A qemu that starts with its CPU stopped (-S), so the guest can never finish before a timeout
+ * however fast the helper gets. With `ignoreTerm`, behind a wrapper that ignores SIGTERM and puts
+ * qemu in its own session, out of reach of any process-group signal: only the PID namespace
+ * teardown can still kill it.
+ */
+function pausedQemu(name: string, ignoreTerm = false): string {
+  const wrapper = join(work, name);
+  const body = ignoreTerm ? `trap '' TERM\nsetsid qemu-system-x86_64 "$@" -S &\nwait $!\n` : `exec qemu-system-x86_64 "$@" -S\n`;
+  writeFileSync(wrapper, `#!/bin/sh\n${body}`);
+  chmodSync(wrapper, 0o755);
+  return wrapper;
+}
+
 async function createUntilHelper(s: CreateSpec) {
   const run = spawnOsScript(s);
   await run.waitFor(/helper VM: (kvm|tcg)/);
@@ -202,7 +216,7 @@ describe("create cancelled with SIGTERM (Ganeti cancelling the job)", () => {
 
 describe("helper VM timeouts", () => {
   test("a helper that does not finish: stopped at HELPER_SOFT_TIMEOUT", async () => {
-    const r = await runCreate(spec({ config: { HELPER_SOFT_TIMEOUT: "3", HELPER_HARD_TIMEOUT: "10" } }));
+    const r = await runCreate(spec({ config: { QEMU: pausedQemu("paused-qemu"), HELPER_SOFT_TIMEOUT: "3", HELPER_HARD_TIMEOUT: "10" } }));
     expectOneLineFailure(r, /HELPER_SOFT_TIMEOUT=3 s and was stopped with SIGTERM/);
     await expectClean();
   }, 300_000);
@@ -210,10 +224,7 @@ describe("helper VM timeouts", () => {
   test("a helper VM that ignores SIGTERM: killed at HELPER_HARD_TIMEOUT, with everything it started", async () => {
     // qemu behind a wrapper that ignores SIGTERM and puts qemu in its own session, out of reach
     // of any process-group signal: only the PID namespace teardown can still kill it
-    const wrapper = join(work, "stubborn-qemu");
-    writeFileSync(wrapper, `#!/bin/sh\ntrap '' TERM\nsetsid qemu-system-x86_64 "$@" &\nwait $!\n`);
-    chmodSync(wrapper, 0o755);
-    const r = await runCreate(spec({ config: { QEMU: wrapper, HELPER_SOFT_TIMEOUT: "3", HELPER_HARD_TIMEOUT: "3" } }));
+    const r = await runCreate(spec({ config: { QEMU: pausedQemu("stubborn-qemu", true), HELPER_SOFT_TIMEOUT: "3", HELPER_HARD_TIMEOUT: "3" } }));
     expectOneLineFailure(r, /ignored SIGTERM for HELPER_HARD_TIMEOUT=3 s .* killed with SIGKILL/);
     await expectClean();
   }, 300_000);
@@ -221,7 +232,7 @@ describe("helper VM timeouts", () => {
 
 describe("create frozen", () => {
   test("SIGSTOP while the helper runs: qemu is still killed at HELPER_SOFT_TIMEOUT + HELPER_HARD_TIMEOUT", async () => {
-    const run = await createUntilHelper(spec({ config: { HELPER_SOFT_TIMEOUT: "4", HELPER_HARD_TIMEOUT: "2" } }));
+    const run = await createUntilHelper(spec({ config: { QEMU: pausedQemu("paused-qemu"), HELPER_SOFT_TIMEOUT: "4", HELPER_HARD_TIMEOUT: "2" } }));
     run.proc.kill("SIGSTOP");
     try {
       // nothing in create can act now: only the leash's `timeout` ends qemu
