@@ -115,9 +115,9 @@ describe("real Ganeti drives snf-image", () => {
 
   test("verify rejects bad parameters before anything runs", async () => {
     const name = "vm-verify.snf.test";
-    const r = await gnt(addArgs({ os: OS, instance: name, sizeMiB: 3072, params: { img_id: "bookworm", img_format: "qcow2", img_passwd: "x" } }));
+    const r = await gnt(addArgs({ os: OS, instance: name, sizeMiB: 3072, params: { img_id: "bookworm", img_format: "vmdk", img_passwd: "x" } }));
     expect(r.code).not.toBe(0);
-    expect(r.stdout + r.stderr).toMatch(/img_format: "qcow2" is not one of diskdump, extdump, ntfsdump/);
+    expect(r.stdout + r.stderr).toMatch(/img_format: "vmdk" is not one of diskdump, extdump, ntfsdump, qcow2/);
     await remove(name);
   }, 300_000);
 
