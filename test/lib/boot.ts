@@ -167,7 +167,22 @@ class Console {
 }
 
 /** Boot the disk with its kernel/initrd, log in on ttyS0; the caller must close(). */
+/**
+ * Boot and log in; a guest kernel that panics on its way up (seen once: a trixie kernel under
+ * TCG with -smp 2, in sched_clock_cpu while patching its own text, 1.9 s after start, long
+ * before it mounted anything) is booted once more, saying so.
+ */
 export async function bootAndLogin(o: BootOptions): Promise<Session> {
+  try {
+    return await bootAndLoginOnce(o);
+  } catch (e) {
+    if (!/Kernel panic - not syncing/.test((e as Error).message)) throw e;
+    console.log(`guest kernel panicked while booting; booting once more:\n${(e as Error).message.split("\n").slice(0, 3).join("\n")}`);
+    return await bootAndLoginOnce(o);
+  }
+}
+
+async function bootAndLoginOnce(o: BootOptions): Promise<Session> {
   const proc = Bun.spawn(qemuArgs(o), { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
   track(proc);
   const con = new Console(proc, o.log);
