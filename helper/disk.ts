@@ -8,7 +8,28 @@ import * as v from "valibot";
 import type { DiskInfo, Partition } from "./task.ts";
 import type { RunFn } from "./lib/exec.ts";
 
-/** /dev node of the virtio disk whose serial is `serial` (searching sysBlock), undefined if none. */
+/**
+ * A disk's serial as the kernel shows it: virtio disks have a `serial` file,
+ * SCSI disks (the instance disks, hot-added to the helper's virtio-scsi
+ * controller) carry it in VPD page 0x80 (4-byte header, then the serial).
+ */
+function serialOf(sysBlock: string, name: string): string | undefined {
+  try {
+    return fs.readFileSync(path.join(sysBlock, name, "serial"), "utf8").trim();
+  } catch {
+    // not a virtio disk
+  }
+  try {
+    const pg = fs.readFileSync(path.join(sysBlock, name, "device", "vpd_pg80"));
+    if (pg.length < 4 || pg[1] !== 0x80) return undefined;
+    const len = Math.min(pg.readUInt16BE(2), pg.length - 4);
+    return pg.subarray(4, 4 + len).toString("latin1").replace(/\0+$/, "").trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** /dev node of the disk whose serial is `serial` (searching sysBlock), undefined if none. */
 export function diskBySerial(serial: string, sysBlock = "/sys/block"): string | undefined {
   let names: string[];
   try {
@@ -16,13 +37,7 @@ export function diskBySerial(serial: string, sysBlock = "/sys/block"): string | 
   } catch {
     return undefined;
   }
-  for (const name of names) {
-    try {
-      if (fs.readFileSync(path.join(sysBlock, name, "serial"), "utf8").trim() === serial) return `/dev/${name}`;
-    } catch {
-      // no serial file: not a virtio disk
-    }
-  }
+  for (const name of names) if (serialOf(sysBlock, name) === serial) return `/dev/${name}`;
   return undefined;
 }
 
@@ -38,6 +53,17 @@ export function findDiskBySerial(serial: string, env: Record<string, string | un
   const dev = diskBySerial(serial, sysBlock);
   if (!dev) throw new Error(`no disk with serial ${serial} found`);
   return dev;
+}
+
+/** Wait (bounded) until every serial has a disk: SCSI disks appear one by one after a hot-add. */
+export async function waitForDisks(serials: string[], sysBlock = "/sys/block", timeoutMs = 15_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const missing = serials.filter((s) => !diskBySerial(s, sysBlock));
+    if (missing.length === 0) return;
+    if (Date.now() > end) throw new Error(`no disk with serial ${missing.join(", ")} appeared within ${timeoutMs / 1000} s`);
+    await Bun.sleep(10);
+  }
 }
 
 const SfdiskSchema = v.object({

@@ -1,7 +1,10 @@
 /**
  * The helper executable (runs inside the helper VM as root, started by the
- * init2 shim). Reads the parameters from fw_cfg, finds the instance disk by
- * its serial, settles OSFAMILY/ROOT_PARTITION, runs the task table and writes
+ * init2 shim). Says it is ready and waits until the host hot-adds the
+ * instance disks (the VM may have been saved while waiting and resumed for
+ * this run: src/vm/snapshot.ts), reseeds the kernel's random generator and
+ * sets the clock from the host, reads the parameters from fw_cfg, finds the
+ * instance disk by its serial, settles OSFAMILY/ROOT_PARTITION, runs the task table and writes
  * exactly one result line: SUCCESS or "ERROR: <task>: <cause>". It never
  * throws: every failure becomes an ERROR result, and it always exits 0 (the
  * shim powers the VM off).
@@ -14,9 +17,10 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { decodeParams, diskSerial, FWCFG_PARAMS, PARAMS_MAX_BYTES, type HelperParams, type HelperResult } from "../src/protocol.ts";
+import { decodeParams, diskSerial, FWCFG_PARAMS, HELPER_READY_LINE, PARAMS_MAX_BYTES, type HelperParams, type HelperResult } from "../src/protocol.ts";
 import { openChannels, type Channels } from "./channels.ts";
-import { findDiskBySerial, readDisk } from "./disk.ts";
+import { findDiskBySerial, readDisk, waitForDisks } from "./disk.ts";
+import { reseed, setClock } from "./lib/wake.ts";
 import { run, HELPER_PATH } from "./lib/exec.ts";
 import { imageMounts } from "./lib/mount.ts";
 import { makeProps } from "./props.ts";
@@ -59,6 +63,32 @@ async function readParamsText(env: Record<string, string | undefined>): Promise<
   return fs.readFileSync(file, "utf8");
 }
 
+/**
+ * In the VM: say we are ready and wait for the first SCSI disk (the host
+ * hot-adds the instance disks; nothing else ever adds one). The host may save
+ * the VM while it waits here and resume that state for later runs, so
+ * nothing before this point may depend on the run: no parameter, no disk,
+ * no random number.
+ */
+async function waitForWake(sysBlock = "/sys/block"): Promise<void> {
+  fs.writeSync(2, `${HELPER_READY_LINE}\n`);
+  for (;;) {
+    try {
+      if (fs.readdirSync(sysBlock).some((n) => n.startsWith("sd"))) return;
+    } catch {
+      // sysfs not there yet
+    }
+    await Bun.sleep(5);
+  }
+}
+
+/** After a resume: fresh kernel randomness and the host's clock before anything else runs. */
+function wake(params: HelperParams): void {
+  if (!params.seed) throw new Error("the host sent no random seed");
+  reseed(Buffer.from(params.seed, "base64"));
+  if (params.now) setClock(params.now);
+}
+
 async function syncDisks(): Promise<void> {
   await run(["sync"], { allowFail: true });
 }
@@ -79,9 +109,12 @@ export async function helperMain(env: Record<string, string | undefined> = proce
   const root = path.resolve(env.SNF_HELPER_ROOT || "/mnt/image");
   let result: HelperResult;
   try {
+    const inVm = !env.SNF_HELPER_PARAMS;
+    if (inVm) await waitForWake();
     const params: HelperParams = await step("reading parameters", async () => decodeParams(await readParamsText(env)));
+    if (inVm) await step("waking up", () => wake(params));
     const info = (msg: string): void => ch.console(msg);
-    const marks = startedAt !== null && !env.SNF_HELPER_PARAMS && debugBoot();
+    const marks = startedAt !== null && inVm && debugBoot();
     const mark = (what: string): void => {
       if (marks) info(`guest clock ${uptime()} s: ${what}`);
     };
@@ -92,6 +125,7 @@ export async function helperMain(env: Record<string, string | undefined> = proce
     scratch = fs.mkdtempSync(path.join(env.TMPDIR || "/tmp", "snf-helper-"));
     const disk0 = params.disks.find((d) => d.index === 0);
     const serial = disk0?.serial ?? diskSerial(0);
+    if (inVm && !env.SNF_HELPER_DISK) await step("waiting for the instance disks", () => waitForDisks(params.disks.map((d) => d.serial)));
     const dev = await step("finding the instance disk", () => findDiskBySerial(serial, env));
     const disk = await step("reading the partition table", () => readDisk(run, dev));
     mark("partition table read");

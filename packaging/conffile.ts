@@ -17,6 +17,7 @@ export const SETTING_HELP: Record<Key, string> = {
   HELPER_MEMORY: "Memory of the helper VM in MiB (128-65536).",
   HELPER_DEBUG: "yes: keep the helper VM's console verbose and copy it into the Ganeti OS log.",
   HELPER_ACCEL: "qemu accelerator of the helper VM: auto (KVM where it really works, else TCG), kvm or tcg.",
+  HELPER_RESUME: "auto: resume the helper VM from a state saved in HELPER_DIR/snapshots (made by the first boot, remade when qemu, the helper image or the machine change); off: always boot it.",
   PROGRESS_MONITOR: "Program that receives progress events as JSON lines on its stdin (empty: none).",
   IMAGE_DEBUG: "yes: debug logging in the OS scripts (as with Ganeti's OS debug level).",
   CLOUD_INIT_DEBUG: "yes: turn on cloud-init debugging inside deployed images that use cloud-init.",

@@ -107,6 +107,7 @@ export const ConfigSchema = v.object({
   HELPER_MEMORY: v.optional(PositiveInt(128, 65536), "256"),
   HELPER_DEBUG: v.optional(YesNo, "no"),
   HELPER_ACCEL: v.optional(v.picklist(["auto", "kvm", "tcg"], "must be auto, kvm or tcg"), "auto"),
+  HELPER_RESUME: v.optional(v.picklist(["auto", "off"], "must be auto or off"), "auto"),
   PROGRESS_MONITOR: v.optional(v.string(), ""),
   IMAGE_DEBUG: v.optional(YesNo, "no"),
   CLOUD_INIT_DEBUG: v.optional(YesNo, "no"),

@@ -14,7 +14,8 @@ import type { DeployParams } from "./params.ts";
 import type { HostKey } from "./hostkeys.ts";
 import { PROTOCOL_VERSION, diskSerial, encodeParams, type HelperParamsInput, type Nic } from "./protocol.ts";
 import { chooseAccel } from "./vm/accel-probe.ts";
-import { runHelperVm } from "./vm/qemu.ts";
+import { snapshotDir } from "./vm/snapshot.ts";
+import { startHelperVm } from "./vm/start.ts";
 
 export type HelperImage = ReturnType<typeof loadHelperImage>;
 
@@ -86,6 +87,7 @@ export function helperParams(o: {
     debug: config.HELPER_DEBUG,
     cloudInitDebug: config.CLOUD_INIT_DEBUG,
     now: Math.floor(Date.now() / 1000),
+    seed: Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64"),
   };
 }
 
@@ -116,7 +118,7 @@ export async function runCustomization(o: {
   });
   log.info(`helper VM: ${accel.accel} (${accel.reason}), ${config.HELPER_MEMORY} MiB, timeouts ${config.HELPER_SOFT_TIMEOUT}+${config.HELPER_HARD_TIMEOUT} s`);
   const tasks: { task: string; ms: number }[] = [];
-  const outcome = await runHelperVm({
+  const outcome = await startHelperVm({
     image: o.image,
     qemu: config.QEMU,
     disks: o.env.disks.filter((d) => d.path).map((d) => ({ path: d.path!, serial: diskSerial(d.index) })),
@@ -140,7 +142,10 @@ export async function runCustomization(o: {
       else if (e.kind === "ERROR") log.error(`helper: ${e.text}`);
       else log.info(`helper: ${e.text}`);
     },
-  });
+  }, snapshotDir(config.HELPER_DIR), config.HELPER_RESUME);
+  const how = outcome.start.mode === "resume" ? "resumed from its saved state" : "booted";
+  if (outcome.start.readyMs !== null) log.info(`helper VM ${how}; disks attached ${(outcome.start.readyMs / 1000).toFixed(2)} s after qemu started`);
+  if (outcome.attachError) throw new SnfError(`helper VM: attaching the instance disks failed: ${outcome.attachError}`);
   if (outcome.monitorError) log.warn(`helper monitor channel closed: ${outcome.monitorError}`);
   const secs = (outcome.durationMs / 1000).toFixed(1);
   if (outcome.aborted) throw new SnfError("deployment cancelled: the helper VM was stopped");

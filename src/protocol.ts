@@ -3,11 +3,17 @@
  * host (src/) and the helper VM (helper/). Both sides import this module and
  * nothing else is shared between them.
  *
- *  host → helper  HelperParams, as JSON in a 0600 file handed to qemu with
- *                 `-fw_cfg name=<FWCFG_PARAMS>,file=…`; the guest reads it from
+ *  start-up      The helper boots (or is resumed from a saved state) with no
+ *                 instance disk, writes HELPER_READY_LINE on the console and
+ *                 waits. The host then hot-adds the instance disks as SCSI
+ *                 disks (virtio-scsi, serial diskSerial(i), SCSI id i); the
+ *                 first one to appear wakes the helper. The read-only tools
+ *                 disk is a virtio disk with serial TOOLS_DISK_SERIAL.
+ *  host → helper  HelperParams, as JSON in an inherited memfd handed to qemu
+ *                 with `-fw_cfg name=<FWCFG_PARAMS>,file=…`; the guest loads
+ *                 qemu_fw_cfg only once woken (a resumed guest must see the
+ *                 document of its own run) and reads
  *                 /sys/firmware/qemu_fw_cfg/by_name/<FWCFG_PARAMS>/raw.
- *                 Instance disks are virtio disks whose serial is diskSerial(i);
- *                 the read-only tools disk has serial TOOLS_DISK_SERIAL.
  *  helper → host  ttyS0: console (free text, copied into the Ganeti OS log).
  *                 ttyS1: result. First line exactly RESULT_SUCCESS, or
  *                        "ERROR: <one line>".
@@ -20,7 +26,7 @@
  */
 import * as v from "valibot";
 
-export const PROTOCOL_VERSION = 4;
+export const PROTOCOL_VERSION = 5;
 
 /**
  * img_format values: the one list (params, the format code, doctor and the
@@ -38,6 +44,8 @@ export const ANSWER_FILE_MAX_BYTES = 1024 * 1024;
 export const PARAMS_MAX_BYTES = 8 * 1024 * 1024;
 
 export const TOOLS_DISK_SERIAL = "snf-tools";
+/** The console line with which the helper says it waits for its disks (exactly this, on ttyS0). */
+export const HELPER_READY_LINE = "snf-image-helper: ready, waiting for the instance disks";
 /** On the tools disk when its ufs.ko can write UFS (content: the linux-source version it came from). */
 export const UFS_WRITE_MARKER = "/usr/lib/snf-image-helper/ufs-write";
 export const diskSerial = (index: number): string => `snf-disk${index}`;
@@ -142,8 +150,10 @@ export const HelperParamsSchema = v.object({
   ),
   debug: v.optional(v.boolean(), false),
   cloudInitDebug: v.optional(v.boolean(), false),
-  /** Seconds since the epoch on the host, for timestamps the guest writes. */
+  /** Seconds since the epoch on the host, for timestamps the guest writes (and its clock after a resume). */
   now: v.optional(v.number()),
+  /** Fresh random bytes from the host (base64, 32–64 bytes): the guest reseeds its kernel generator with them. */
+  seed: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9+/]{43,88}={0,2}$/))),
 });
 export type HelperParams = v.InferOutput<typeof HelperParamsSchema>;
 export type HelperParamsInput = v.InferInput<typeof HelperParamsSchema>;

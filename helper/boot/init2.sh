@@ -10,8 +10,11 @@ read -r cmdline </proc/cmdline
 case " $cmdline " in *" quiet "*) mark() { :; } ;; *) mark() { read -r up _ </proc/uptime; echo "snf-image shim: $up s: $*" >/dev/console; } ;; esac
 mark "/init2 started"
 
-# fw_cfg carries the parameters; virtio-rng feeds the guest's entropy pool
-modprobe qemu_fw_cfg 2>/dev/null || echo "snf-image shim: cannot load qemu_fw_cfg" >/dev/console
+# the instance disks are hot-added to the virtio-scsi controller; virtio-rng feeds the guest's
+# entropy pool. qemu_fw_cfg (the parameters) is loaded by the helper once it is woken: the VM
+# may be saved while it waits and resumed for another run, with another document.
+modprobe virtio_scsi 2>/dev/null || echo "snf-image shim: cannot load virtio_scsi" >/dev/console
+modprobe sd_mod 2>/dev/null || echo "snf-image shim: cannot load sd_mod" >/dev/console
 modprobe virtio_rng 2>/dev/null
 
 mark "modules loaded, starting the helper"

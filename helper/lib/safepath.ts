@@ -11,6 +11,7 @@
  * The image is not changing under us (only the helper touches the disk), so
  * resolve-then-act is not racy here.
  */
+import { randomBytes } from "./random.ts";
 import * as fs from "node:fs";
 import * as path from "node:path";
 
@@ -218,7 +219,7 @@ export function writeFileIn(root: string, guestPath: string, data: string | Uint
   const mode = meta.mode ?? (old ? old.mode & 0o7777 : 0o644);
   const uid = meta.uid ?? old?.uid ?? 0;
   const gid = meta.gid ?? old?.gid ?? 0;
-  const tmp = path.join(dir, `.${path.basename(host)}.snf-tmp-${process.pid}-${Math.random().toString(36).slice(2, 8)}`);
+  const tmp = path.join(dir, `.${path.basename(host)}.snf-tmp-${process.pid}-${randomBytes(4).toString("hex")}`);
   const fd = fs.openSync(tmp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
   try {
     fs.writeSync(fd, typeof data === "string" ? Buffer.from(data) : data);

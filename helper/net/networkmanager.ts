@@ -1,5 +1,5 @@
 /** NetworkManager keyfiles: /etc/NetworkManager/system-connections/snf-image-<name>.nmconnection (0600), matched by MAC. */
-import { randomUUID } from "node:crypto";
+import { randomUUID } from "../lib/random.ts";
 import type { NetInterface, NetModel } from "./model.ts";
 import { mkdirIn, writeFileIn } from "../lib/safepath.ts";
 import { networkManagerEnabled } from "./probe.ts";

@@ -6,16 +6,13 @@
  * first boot (and to run first-boot units). A dbus file that is a symlink
  * (usually to /etc/machine-id) is left as it is.
  */
-import { randomBytes } from "node:crypto";
+import { randomUUID } from "../lib/random.ts";
 import type { Task, TaskContext } from "../task.ts";
 import { lstatIn, readTextIn, writeFileIn } from "../lib/safepath.ts";
 
 /** 32 lower-case hex digits, formatted as a v4 UUID like systemd's own ids. */
 export function newMachineId(): string {
-  const b = randomBytes(16);
-  b[6] = (b[6]! & 0x0f) | 0x40;
-  b[8] = (b[8]! & 0x3f) | 0x80;
-  return b.toString("hex");
+  return randomUUID().replaceAll("-", "");
 }
 
 const ID = /^[0-9a-f]{32}$/;

@@ -4,7 +4,7 @@
  * `datasource_list: [ NoCloud ]`. The user-data (it may hold secrets) is
  * emptied by a per-once script at first boot.
  */
-import { randomBytes } from "node:crypto";
+import { randomBytes } from "../lib/random.ts";
 import type { Task } from "../task.ts";
 import { requireCloudInit, SEED_DIR, writeCloudCfg, writePerOnceScript, writeSeedFile } from "../os/cloudinit.ts";
 

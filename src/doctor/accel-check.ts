@@ -7,6 +7,8 @@ import { errorMessage } from "../errors.ts";
 import { type AccelProbe, decideAccel, probeHost } from "../vm/accel.ts";
 import type { HelperImage } from "./helper-check.ts";
 import { testBootHelper } from "../vm/test-boot.ts";
+import { snapshotDir } from "../vm/snapshot.ts";
+import { startChoice } from "../vm/start.ts";
 import { type CheckOutcome, fail, ok, warn } from "./schema.ts";
 
 export interface AccelDecision {
@@ -55,6 +57,8 @@ export async function checkHelperBoot(o: { config: Config; image: HelperImage; a
   const { config } = o;
   const console: string[] = [];
   try {
+    const vmBase = { image: o.image, qemu: config.QEMU, accel: o.accel, memoryMiB: config.HELPER_MEMORY, debug: false };
+    const choice = startChoice(vmBase, snapshotDir(config.HELPER_DIR), config.HELPER_RESUME);
     const outcome = await testBootHelper({
       image: o.image,
       qemu: config.QEMU,
@@ -69,10 +73,16 @@ export async function checkHelperBoot(o: { config: Config; image: HelperImage; a
         console.push(l);
         if (console.length > 20) console.shift();
       },
-    });
+    }, { dir: snapshotDir(config.HELPER_DIR), policy: config.HELPER_RESUME });
+    const mode =
+      outcome.start.mode === "resume"
+        ? `resumed from its saved state (${choice.reason}), disks attached after ${((outcome.start.readyMs ?? 0) / 1000).toFixed(2)} s`
+        : outcome.saved
+          ? `cold boot (${choice.reason}): state saved, create resumes it from now on`
+          : `cold boot (${choice.reason})${outcome.saveError ? `; saving its state failed: ${outcome.saveError}` : ""}`;
     const secs = (outcome.durationMs / 1000).toFixed(1);
     const extra = { accel: o.accel, bootMs: outcome.durationMs, details: console.slice(-5).map((l) => `console: ${l}`) };
-    if (outcome.result?.ok) return ok(`helper VM booted and answered SUCCESS in ${secs} s under ${o.accel.toUpperCase()}`, extra);
+    if (outcome.result?.ok) return ok(`helper VM answered SUCCESS in ${secs} s under ${o.accel.toUpperCase()}: ${mode}`, extra);
     if (outcome.timedOut)
       return fail(`helper VM did not answer within HELPER_SOFT_TIMEOUT=${config.HELPER_SOFT_TIMEOUT} s under ${o.accel.toUpperCase()}`, o.accel === "kvm" ? "set HELPER_ACCEL=tcg and check /dev/kvm" : "raise HELPER_SOFT_TIMEOUT or rebuild the helper (snf-image-update-helper)", extra);
     if (outcome.aborted) return fail("test boot cancelled", "run snf-image doctor again", extra);

@@ -10,7 +10,7 @@ import { exec, requireTool } from "../exec.ts";
 export const BOOT_MODULES = ["virtio_mmio", "virtio_pci", "virtio_blk", "crc32c_intel", "ext4"];
 /** Shipped on the tools disk for modprobe on demand. */
 export const DEMAND_MODULES = [
-  "qemu_fw_cfg", "virtio_console", "virtio_rng",
+  "qemu_fw_cfg", "virtio_console", "virtio_rng", "virtio_scsi", "sd_mod",
   "vfat", "msdos", "nls_cp437", "nls_iso8859-1", "nls_utf8", "nls_ascii",
   "xfs", "btrfs", "fuse", "loop", "isofs", "ufs",
 ];

@@ -1,9 +1,11 @@
 /**
  * The ONLY code in snf-image that runs qemu. It builds the helper VM's
  * command line (microvm, PVH kernel, small initramfs, read-only tools disk,
- * instance disks as raw virtio disks identified by serial, params through
- * fw_cfg, three serial channels to host-side unix sockets) and owns the VM's
- * lifetime: bounded channel readers, soft/hard timeouts, abort, and always
+ * a virtio-scsi controller, params through fw_cfg, three serial channels and
+ * QMP to host-side unix sockets) and owns the VM's lifetime: start (a cold
+ * boot, or a resume of a saved state: src/vm/snapshot.ts), hot-adding the
+ * instance disks once the helper waits for them (raw SCSI disks identified by
+ * serial), bounded channel readers, soft/hard timeouts, abort, and always
  * reaping qemu and removing its socket directory.
  *
  * Channels: qemu connects as a client to three unix sockets the host listens
@@ -27,7 +29,10 @@ import { memfdWith } from "./memfd.ts";
 import { requireQemu } from "./qemu-bin.ts";
 import { SnfError } from "../errors.ts";
 import { log } from "../log.ts";
-import { FWCFG_PARAMS, type HelperResult, type MonitorEvent, TOOLS_DISK_SERIAL, oneLine, truncateBytes } from "../protocol.ts";
+import { FWCFG_PARAMS, HELPER_READY_LINE, type HelperResult, type MonitorEvent, TOOLS_DISK_SERIAL, oneLine, truncateBytes } from "../protocol.ts";
+import { Qmp } from "./qmp.ts";
+import { FdMonitor, socketPair } from "./fdmonitor.ts";
+import type { Snapshot, SnapshotWriter } from "./snapshot.ts";
 import type { loadHelperImage } from "../helper-image/load.ts";
 import { ConsoleReader, MonitorReader, ResultReader } from "./channels.ts";
 
@@ -68,6 +73,10 @@ export interface HelperVmOptions {
   onMonitorEvent?: (e: MonitorEvent) => void;
   signal?: AbortSignal;
   debug?: boolean;
+  /** Resume this saved state instead of booting (same qemu, image and machine: src/vm/snapshot.ts). */
+  resume?: Snapshot;
+  /** Cold boot only: save the waiting VM's state here before the disks are attached. */
+  save?: SnapshotWriter;
 }
 
 export interface HelperVmOutcome {
@@ -80,6 +89,15 @@ export interface HelperVmOutcome {
   /** qemu's own last error line when qemu itself failed (bad disk, user, option). */
   qemuError?: string;
   durationMs: number;
+  /** How the VM started and how long until its disks were attached (qemu start → disks added). */
+  start: { mode: "cold" | "resume"; readyMs: number | null };
+  /** The resume failed before any disk was attached: nothing was touched, a cold boot may follow. */
+  resumeFailed?: string;
+  /** Attaching the disks failed (a cold boot, or after a resume). */
+  attachError?: string;
+  /** The state saved on this cold boot (o.save), or why saving failed. */
+  saved?: Snapshot;
+  saveError?: string;
 }
 
 export interface QemuContext {
@@ -87,9 +105,19 @@ export interface QemuContext {
   runDir: string;
   /** host TSC frequency for tsc_early_khz under TCG (microvm has no other clock calibration) */
   tscKhz: number;
+  /** Inherited descriptors (qemuFds): the disks go in as fd sets, so qemu never opens their paths. */
+  fds?: QemuFds;
 }
 
-export const channelPath = (runDir: string, ch: "console" | "result" | "monitor") => path.join(runDir, `${ch}.sock`);
+/** Where qemu finds what it inherits: fd 3 the params, then the state, the private monitor, the disks. */
+export interface QemuFds {
+  state?: number;
+  fdmon?: number;
+  /** Per disk: the descriptors of its fd set (read-only, and read-write unless the disk is read-only). */
+  disks: number[][];
+}
+
+export const channelPath = (runDir: string, ch: "console" | "result" | "monitor" | "qmp") => path.join(runDir, `${ch}.sock`);
 
 /** qemu option values: a comma must be doubled. */
 const q = (s: string) => s.replaceAll(",", ",,");
@@ -114,6 +142,8 @@ export function kernelCommandLine(o: Pick<HelperVmOptions, "accel" | "debug">, t
 
 /** qemu's parameter fd: the first after stdin/stdout/stderr. */
 export const PARAMS_FD = 3;
+/** The name under which a cold boot's state file is handed to qemu (getfd on the private monitor). */
+const STATE_FD_NAME = "snfstate";
 /** qemu's whole environment: nothing from Ganeti (OSP_IMG_PASSWD…) or from the caller. */
 export const QEMU_ENV: Record<string, string> = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", LANG: "C" };
 
@@ -152,27 +182,36 @@ export function qemuCommandLine(o: HelperVmOptions, ctx: QemuContext = { runDir:
   // 128 MiB costs 0.5 s (RSS 401 MiB), 64 MiB 1.1 s (RSS 324 MiB).
   a.push("-accel", o.accel === "tcg" ? `tcg,tb-size=${TCG_TB_SIZE_MIB}` : o.accel, "-cpu", o.accel === "kvm" ? "host" : "max");
   a.push("-M", "microvm", "-m", String(o.memoryMiB), "-smp", "1");
-  a.push("-kernel", o.image.kernel, "-initrd", o.image.initrd, "-append", kernelCommandLine(o, ctx.tscKhz));
+  // a resume must present the command line the saved guest booted with (tsc_early_khz varies)
+  a.push("-kernel", o.image.kernel, "-initrd", o.image.initrd, "-append", o.resume?.cmdline ?? kernelCommandLine(o, ctx.tscKhz));
+  // Instance disks: block backends only; their SCSI devices are hot-added once the helper waits
+  // for them (attachDisks), so that a cold boot and a resumed state see the same machine.
   o.disks.forEach((d, i) => {
     const kind = d.kind ?? (d.path.startsWith("/dev/") ? "block" : "file");
     const cache = d.cache ?? "none";
     const drive = [
       `id=disk${i}`, "if=none", "format=raw",
-      `file.driver=${kind === "block" ? "host_device" : "file"}`, `file.filename=${q(d.path)}`,
+      `file.driver=${kind === "block" ? "host_device" : "file"}`,
+      `file.filename=${ctx.fds ? `/dev/fdset/${i + 1}` : q(d.path)}`,
       `cache=${cache}`, `aio=${cache === "none" ? "native" : "threads"}`,
       ...(d.readOnly ? ["readonly=on"] : []),
     ];
-    a.push("-drive", drive.join(","), "-device", `virtio-blk-device,drive=disk${i},serial=${q(d.serial)}`);
+    // qemu opens a backend read-only until a device wants to write: the set holds both modes
+    for (const fd of ctx.fds?.disks[i] ?? []) a.push("-add-fd", `fd=${fd},set=${i + 1}`);
+    a.push("-drive", drive.join(","));
   });
   a.push(
     "-drive", `id=tools,if=none,format=raw,file.driver=file,file.filename=${q(o.image.tools)},readonly=on`,
     "-device", `virtio-blk-device,drive=tools,serial=${TOOLS_DISK_SERIAL}`,
   );
   a.push("-fw_cfg", `name=${FWCFG_PARAMS},file=/proc/self/fd/${PARAMS_FD}`);
-  a.push("-device", "virtio-rng-device");
+  a.push("-device", "virtio-rng-device", "-device", "virtio-scsi-device,id=scsi0");
   a.push("-chardev", `socket,id=console,path=${q(channelPath(ctx.runDir, "console"))}`, "-serial", "chardev:console");
   a.push("-chardev", `socket,id=result,path=${q(channelPath(ctx.runDir, "result"))}`, "-device", "isa-serial,chardev=result,index=1");
   a.push("-chardev", `socket,id=monitor,path=${q(channelPath(ctx.runDir, "monitor"))}`, "-device", "isa-serial,chardev=monitor,index=2");
+  a.push("-chardev", `socket,id=qmp,path=${q(channelPath(ctx.runDir, "qmp"))}`, "-mon", "chardev=qmp,mode=control");
+  if (ctx.fds?.fdmon !== undefined) a.push("-chardev", `socket,id=fdmon,fd=${ctx.fds.fdmon}`, "-mon", "chardev=fdmon,mode=control");
+  if (o.resume) a.push("-incoming", `fd:${ctx.fds?.state ?? "missing"}`, "-S");
   a.push("-runas", o.user, "-sandbox", SANDBOX);
   return a;
 }
@@ -232,15 +271,22 @@ export async function runHelperVm(o: HelperVmOptions): Promise<HelperVmOutcome> 
   if (!(o.softTimeoutSec > 0 && o.hardTimeoutSec >= 0)) throw new SnfError("bad helper VM timeouts");
   const disks = o.disks.map((d) => ({ ...probeDisk(d.path), ...d }));
   if (o.signal?.aborted) {
-    return { result: null, exitCode: null, signal: null, timedOut: null, aborted: true, durationMs: 0 };
+    return { result: null, exitCode: null, signal: null, timedOut: null, aborted: true, durationMs: 0, start: { mode: o.resume ? "resume" : "cold", readyMs: null } };
   }
 
+  const tscKhz = hostTscKhz();
   // unix socket paths are limited to 107 bytes
   const base = os.tmpdir().length > 60 ? "/tmp" : os.tmpdir();
   const runDir = runTempDir("vm", base);
   const undoDir = onCleanup(`remove ${runDir}`, () => fs.rmSync(runDir, { recursive: true, force: true }));
 
-  const consoleR = new ConsoleReader(o.onConsoleLine ?? ((l) => log.info(`helper: ${l}`)));
+  let onReady: () => void = () => {};
+  const ready = new Promise<void>((r) => (onReady = r));
+  const showLine = o.onConsoleLine ?? ((l: string) => log.info(`helper: ${l}`));
+  const consoleR = new ConsoleReader((l) => {
+    if (l === HELPER_READY_LINE) onReady();
+    showLine(l);
+  });
   // The helper syncs the disks before it reports; after its result line only `sync; poweroff -f`
   // is left. A guest that hangs there (seen once under TCG on a loaded host) is stopped after
   // POWEROFF_GRACE_MS and judged by its result, instead of failing at the soft timeout.
@@ -314,8 +360,69 @@ export async function runHelperVm(o: HelperVmOptions): Promise<HelperVmOutcome> 
     );
   };
   let paramsFd: number | null = null;
+  let stateFd: number | null = null;
+  let fdmon: FdMonitor | null = null;
+  let fdmonTheirs: number | null = null;
+  const diskFds: number[] = [];
   const deadline = o.softTimeoutSec + o.hardTimeoutSec;
   let spawnedAt = 0;
+  const qmp = new Qmp(channelPath(runDir, "qmp"));
+  const start: HelperVmOutcome["start"] = { mode: o.resume ? "resume" : "cold", readyMs: null };
+  let resumeFailed: string | undefined;
+  let attachError: string | undefined;
+  let saved: HelperVmOutcome["saved"];
+  let saveError: string | undefined;
+  let exited = false;
+
+  /**
+   * Bring the VM to "waiting for its disks" (resume: the incoming state is loaded and the VM is
+   * paused; cold: the helper printed HELPER_READY_LINE), save it if asked, hot-add the instance
+   * disks as SCSI disks and let it run. Any failure stops the VM: no disk is ever half attached.
+   */
+  const attach = async (): Promise<void> => {
+    const sinceSpawn = () => Math.round(performance.now() - spawnedAt);
+    await qmp.connect();
+    if (o.resume) {
+      try {
+        await qmp.waitStatus(["paused"], Math.min(60, o.softTimeoutSec) * 1000, "loading the saved helper VM");
+      } catch (e) {
+        resumeFailed = (e as Error).message;
+        throw e;
+      }
+    } else {
+      await ready;
+      if (o.save) {
+        try {
+          if (!fdmon) throw new Error("no private monitor");
+          await fdmon.connect();
+          await qmp.cmd("stop");
+          await qmp.cmd("migrate-set-parameters", { "max-bandwidth": 64 * 1024 * 1024 * 1024 });
+          // the state file goes to qemu as a descriptor: it runs as HELPER_USER and could not open it
+          await fdmon.cmd("getfd", { fdname: STATE_FD_NAME }, undefined, o.save.fd);
+          await fdmon.cmd("migrate", { uri: `fd:${STATE_FD_NAME}` });
+          for (;;) {
+            const r = (await qmp.cmd("query-migrate")) as { status?: string; "error-desc"?: string };
+            if (r.status === "completed") break;
+            if (r.status === "failed" || r.status === "cancelled") throw new Error(`saving the helper VM failed: ${oneLine(r["error-desc"] ?? r.status)}`);
+            await Bun.sleep(10);
+          }
+          saved = o.save.commit(kernelCommandLine(o, tscKhz));
+        } catch (e) {
+          saveError = truncateBytes(oneLine((e as Error).message), 300);
+          o.save.abort();
+        }
+        // a migration leaves the block backends inactive: running again re-activates them
+        // before a device may claim them (the helper keeps waiting meanwhile)
+        const st = (await qmp.cmd("query-status")) as { status?: string };
+        if (st.status !== "running") await qmp.cmd("cont");
+      }
+    }
+    for (const [i, d] of disks.entries()) {
+      await qmp.cmd("device_add", { driver: "scsi-hd", id: `sd${i}`, drive: `disk${i}`, bus: "scsi0.0", channel: 0, "scsi-id": i, lun: 0, serial: d.serial });
+    }
+    if (o.resume) await qmp.cmd("cont");
+    start.readyMs = sinceSpawn();
+  };
 
   try {
     channels.push(
@@ -323,15 +430,49 @@ export async function runHelperVm(o: HelperVmOptions): Promise<HelperVmOutcome> 
       listenChannel(channelPath(runDir, "result"), (d) => resultR.push(d), () => {}),
       listenChannel(channelPath(runDir, "monitor"), (d) => monitorR.push(d), () => monitorR.end()),
     );
-    const argv = qemuCommandLine({ ...o, disks }, { runDir, tscKhz: hostTscKhz() });
+    paramsFd = memfdWith("snf-image-params", o.params);
+    // everything qemu gets goes in as an open descriptor, in this order after the params (fd 3)
+    const inherited: number[] = [paramsFd];
+    const fds: QemuFds = { disks: [] };
+    if (o.resume) {
+      stateFd = fs.openSync(o.resume.state, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+      fds.state = 3 + inherited.push(stateFd) - 1;
+    }
+    if (o.save) {
+      const [ours, theirs] = socketPair();
+      fdmon = new FdMonitor(ours);
+      fdmonTheirs = theirs;
+      fds.fdmon = 3 + inherited.push(theirs) - 1;
+    }
+    for (const d of disks) {
+      const direct = d.cache === "none" ? fs.constants.O_DIRECT : 0;
+      const set: number[] = [];
+      for (const mode of d.readOnly ? [fs.constants.O_RDONLY] : [fs.constants.O_RDONLY, fs.constants.O_RDWR]) {
+        const fd = fs.openSync(d.path, mode | direct);
+        diskFds.push(fd);
+        set.push(3 + inherited.push(fd) - 1);
+      }
+      fds.disks.push(set);
+    }
+    const argv = qemuCommandLine({ ...o, disks }, { runDir, tscKhz, fds });
     argv[0] = qemu;
     log.debug(`starting helper VM: ${argv.join(" ")}`);
-    paramsFd = memfdWith("snf-image-params", o.params);
     spawnedAt = performance.now();
-    proc = Bun.spawn([...leashCommand(deadline, leash), ...argv], { stdio: ["ignore", "ignore", "pipe", paramsFd], env: QEMU_ENV });
-    // qemu holds its own copy of the fd: ours goes at once (qemu reads it before it drops privileges)
+    proc = Bun.spawn([...leashCommand(deadline, leash), ...argv], { stdio: ["ignore", "ignore", "pipe", ...inherited] as never, env: QEMU_ENV });
+    // qemu holds its own copies of the fds: ours go at once
     fs.closeSync(paramsFd);
     paramsFd = null;
+    if (stateFd !== null) fs.closeSync(stateFd);
+    stateFd = null;
+    for (const fd of diskFds.splice(0)) fs.closeSync(fd);
+    if (fdmonTheirs !== null) fs.closeSync(fdmonTheirs);
+    fdmonTheirs = null;
+    attach().catch((e) => {
+      if (exited || terminating) return;
+      if (!resumeFailed) attachError = truncateBytes(oneLine((e as Error).message), 300);
+      log.debug(`helper VM start failed: ${(e as Error).message}`);
+      killNow();
+    });
     process.on("exit", killNow);
     undoProc = onCleanup("kill helper VM", async () => {
       killNow();
@@ -342,6 +483,7 @@ export async function runHelperVm(o: HelperVmOptions): Promise<HelperVmOutcome> 
 
     const stderrTail = readTail(proc.stderr as ReadableStream<Uint8Array>, 4096);
     const exitCode = await proc.exited;
+    exited = true;
     // qemu is gone: its ends of the sockets are closed; let the readers drain
     await Promise.race([Promise.all(channels.map((c) => c.closed)), Bun.sleep(1000)]);
     const errText = await Promise.race([stderrTail, Bun.sleep(1000).then(() => "")]);
@@ -356,15 +498,30 @@ export async function runHelperVm(o: HelperVmOptions): Promise<HelperVmOutcome> 
       timedOut,
       aborted,
       durationMs: Math.round(performance.now() - started),
+      start,
     };
+    if (resumeFailed) outcome.resumeFailed = resumeFailed;
+    if (attachError) outcome.attachError = attachError;
+    if (saved) outcome.saved = saved;
+    if (saveError) outcome.saveError = saveError;
     if (monitorR.error) outcome.monitorError = monitorR.error;
     const lastErr = errText.trim().split("\n").filter(Boolean).pop();
+    if (o.save && !saved && !saveError) {
+      saveError = "the helper VM ended before it could be saved";
+      outcome.saveError = saveError;
+      o.save.abort();
+    }
     if (!timedOut && !aborted && (sig || exitCode !== 0) && lastErr) {
       outcome.qemuError = truncateBytes(oneLine(lastErr), 300);
     }
     return outcome;
   } finally {
     if (paramsFd !== null) fs.closeSync(paramsFd);
+    if (stateFd !== null) fs.closeSync(stateFd);
+    if (fdmonTheirs !== null) fs.closeSync(fdmonTheirs);
+    for (const fd of diskFds) fs.closeSync(fd);
+    fdmon?.close();
+    qmp.stop();
     for (const t of timers) clearTimeout(t);
     o.signal?.removeEventListener("abort", onAbort);
     killNow();

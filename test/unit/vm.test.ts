@@ -56,12 +56,28 @@ describe("qemuCommandLine", () => {
     expect(drives[1]).toContain("cache=writeback,aio=threads,readonly=on");
     expect(drives[2]).toContain("file.filename=/h/tools.img");
     expect(drives[2]).toContain("readonly=on");
+    // instance disks have no device on the command line: they are hot-added as SCSI disks
     const devs = values(a, "-device").filter((d) => d.startsWith("virtio-blk-device"));
-    expect(devs).toEqual([
-      "virtio-blk-device,drive=disk0,serial=snf-disk0",
-      "virtio-blk-device,drive=disk1,serial=snf-disk1",
-      `virtio-blk-device,drive=tools,serial=${TOOLS_DISK_SERIAL}`,
-    ]);
+    expect(devs).toEqual([`virtio-blk-device,drive=tools,serial=${TOOLS_DISK_SERIAL}`]);
+    expect(values(a, "-device")).toContain("virtio-scsi-device,id=scsi0");
+    expect(a).not.toContain("-incoming");
+  });
+
+  test("with inherited descriptors the disks are fd sets (both modes, read-only disks one); a resume reads its state from a descriptor", () => {
+    const snap = { state: "/h/snapshots/k.state", cmdline: "console=ttyS0 saved", bytes: 1 };
+    const a = qemuCommandLine(opts({ resume: snap }), { ...ctx, fds: { state: 4, disks: [[5, 6], [7]] } });
+    expect(values(a, "-add-fd")).toEqual(["fd=5,set=1", "fd=6,set=1", "fd=7,set=2"]);
+    const drives = values(a, "-drive");
+    expect(drives[0]).toContain("file.filename=/dev/fdset/1,");
+    expect(drives[1]).toContain("file.filename=/dev/fdset/2,");
+    expect(a.join(" ")).not.toContain("/dev/xenvg/disk0");
+    expect(values(a, "-incoming")).toEqual(["fd:4"]);
+    expect(a).toContain("-S");
+    // the saved guest's own kernel command line, whatever this host's TSC reads now
+    expect(values(a, "-append")).toEqual(["console=ttyS0 saved"]);
+    const s = qemuCommandLine(opts(), { ...ctx, fds: { fdmon: 4, disks: [[5, 6], [7]] } });
+    expect(values(s, "-chardev")).toContain("socket,id=fdmon,fd=4");
+    expect(values(s, "-mon")).toEqual(["chardev=qmp,mode=control", "chardev=fdmon,mode=control"]);
   });
 
   test("serial channels and params by file", () => {
@@ -71,6 +87,7 @@ describe("qemuCommandLine", () => {
       "socket,id=console,path=/run/x/console.sock",
       "socket,id=result,path=/run/x/result.sock",
       "socket,id=monitor,path=/run/x/monitor.sock",
+      "socket,id=qmp,path=/run/x/qmp.sock",
     ]);
     expect(values(a, "-device")).toContain("isa-serial,chardev=result,index=1");
     expect(values(a, "-device")).toContain("isa-serial,chardev=monitor,index=2");
