@@ -20,7 +20,7 @@ import * as path from "node:path";
 import { decodeParams, diskSerial, FWCFG_PARAMS, HELPER_READY_LINE, PARAMS_MAX_BYTES, type HelperParams, type HelperResult } from "../src/protocol.ts";
 import { openChannels, type Channels } from "./channels.ts";
 import { findDiskBySerial, readDisk, waitForDisks } from "./disk.ts";
-import { reseed, setClock } from "./lib/wake.ts";
+import { loadModule, reseed, setClock } from "./lib/wake.ts";
 import { run, HELPER_PATH } from "./lib/exec.ts";
 import { imageMounts } from "./lib/mount.ts";
 import { makeProps } from "./props.ts";
@@ -49,9 +49,20 @@ function debugBoot(): boolean {
   }
 }
 
+/**
+ * qemu_fw_cfg reads fw_cfg's file directory when it binds to the device, so it is loaded only once
+ * the helper is woken: a VM saved while waiting must see the document of the run that resumed it.
+ * (Binding it again does not work: the 6.1 driver refuses a second probe.) Loaded with
+ * finit_module, no tool start under emulation; modprobe if that fails.
+ */
+async function loadFwCfg(): Promise<void> {
+  if (fs.existsSync(FWCFG_DIR)) return;
+  if (!loadModule("qemu_fw_cfg")) await run(["modprobe", "qemu_fw_cfg"], { allowFail: true });
+}
+
 async function readParamsText(env: Record<string, string | undefined>): Promise<string> {
   const file = env.SNF_HELPER_PARAMS || `${FWCFG_DIR}/by_name/${FWCFG_PARAMS}/raw`;
-  if (!env.SNF_HELPER_PARAMS && !fs.existsSync(FWCFG_DIR)) await run(["modprobe", "qemu_fw_cfg"], { allowFail: true });
+  if (!env.SNF_HELPER_PARAMS) await loadFwCfg();
   for (let i = 0; i < 50 && !fs.existsSync(file); i++) await Bun.sleep(20);
   let st: fs.Stats;
   try {
@@ -110,16 +121,20 @@ export async function helperMain(env: Record<string, string | undefined> = proce
   let result: HelperResult;
   try {
     const inVm = !env.SNF_HELPER_PARAMS;
-    if (inVm) await waitForWake();
-    const params: HelperParams = await step("reading parameters", async () => decodeParams(await readParamsText(env)));
-    if (inVm) await step("waking up", () => wake(params));
     const info = (msg: string): void => ch.console(msg);
     const marks = startedAt !== null && inVm && debugBoot();
     const mark = (what: string): void => {
       if (marks) info(`guest clock ${uptime()} s: ${what}`);
     };
     if (marks) info(`guest clock ${startedAt} s: helper started`);
-    mark("parameters read");
+    if (inVm) {
+      mark("ready, waiting for the disks");
+      await waitForWake();
+      mark("first disk seen");
+    }
+    const params: HelperParams = await step("reading parameters", async () => decodeParams(await readParamsText(env)));
+    if (inVm) await step("waking up", () => wake(params));
+    mark("parameters read, reseeded");
     const warn = (msg: string): void => ch.monitor({ kind: "WARNING", text: msg });
     const props = makeProps(params.properties, warn);
     scratch = fs.mkdtempSync(path.join(env.TMPDIR || "/tmp", "snf-helper-"));

@@ -10,8 +10,8 @@
  *                 first one to appear wakes the helper. The read-only tools
  *                 disk is a virtio disk with serial TOOLS_DISK_SERIAL.
  *  host → helper  HelperParams, as JSON in an inherited memfd handed to qemu
- *                 with `-fw_cfg name=<FWCFG_PARAMS>,file=…`; the guest loads
- *                 qemu_fw_cfg only once woken (a resumed guest must see the
+ *                 with `-fw_cfg name=<FWCFG_PARAMS>,file=…`; once woken the
+ *                 guest binds qemu_fw_cfg again (a resumed guest must see the
  *                 document of its own run) and reads
  *                 /sys/firmware/qemu_fw_cfg/by_name/<FWCFG_PARAMS>/raw.
  *  helper → host  ttyS0: console (free text, copied into the Ganeti OS log).

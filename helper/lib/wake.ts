@@ -6,7 +6,7 @@
  *    and force the CRNG to reseed from it (RNDRESEEDCRNG), so that salts,
  *    machine-ids, UUIDs and temp names differ between deployments;
  *  - setClock: the host's time (params.now), for the timestamps the helper writes.
- * Both go through libc (bun:ffi): no tool start under emulation.
+ * Both go through libc (bun:ffi), as does loadModule: no tool start under emulation.
  */
 import { dlopen, FFIType, ptr } from "bun:ffi";
 import * as fs from "node:fs";
@@ -20,6 +20,7 @@ function open() {
   return dlopen("libc.so.6", {
     ioctl: { args: [FFIType.i32, FFIType.u64, FFIType.u64], returns: FFIType.i32 },
     clock_settime: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+    syscall: { args: [FFIType.i64, FFIType.i64, FFIType.ptr, FFIType.i64], returns: FFIType.i64 },
   });
 }
 const lib = () => (libc ??= open());
@@ -40,4 +41,32 @@ export function setClock(epochSec: number): void {
   if (!Number.isFinite(epochSec) || epochSec <= 0) return;
   const ts = new BigInt64Array([BigInt(Math.floor(epochSec)), 0n]);
   if (lib().symbols.clock_settime(CLOCK_REALTIME, ptr(ts)) !== 0) throw new Error("cannot set the helper's clock");
+}
+
+const SYS_FINIT_MODULE = 313; // x86_64
+
+/**
+ * Load a kernel module of the running kernel that has no dependencies (finit_module), found
+ * through modules.dep. True when it is loaded (or already was); false to let the caller fall
+ * back to modprobe.
+ */
+export function loadModule(name: string): boolean {
+  try {
+    const release = fs.readFileSync("/proc/sys/kernel/osrelease", "utf8").trim();
+    const base = `/lib/modules/${release}`;
+    const line = fs
+      .readFileSync(`${base}/modules.dep`, "utf8")
+      .split("\n")
+      .find((l) => l.slice(0, l.indexOf(":")).endsWith(`/${name}.ko`));
+    if (!line || line.slice(line.indexOf(":") + 1).trim() !== "") return false; // unknown, or has dependencies
+    const fd = fs.openSync(`${base}/${line.slice(0, line.indexOf(":"))}`, "r");
+    try {
+      const r = lib().symbols.syscall(SYS_FINIT_MODULE, fd, ptr(Buffer.from([0])), 0);
+      return Number(r) === 0;
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return false;
+  }
 }

@@ -197,7 +197,8 @@ export function qemuCommandLine(o: HelperVmOptions, ctx: QemuContext = { runDir:
       ...(d.readOnly ? ["readonly=on"] : []),
     ];
     // qemu opens a backend read-only until a device wants to write: the set holds both modes
-    for (const fd of ctx.fds?.disks[i] ?? []) a.push("-add-fd", `fd=${fd},set=${i + 1}`);
+    // (opaque: the path, so that ps and the leftover sweep can tell which disk a qemu works on)
+    for (const fd of ctx.fds?.disks[i] ?? []) a.push("-add-fd", `fd=${fd},set=${i + 1},opaque=${q(d.path)}`);
     a.push("-drive", drive.join(","));
   });
   a.push(
@@ -281,7 +282,12 @@ export async function runHelperVm(o: HelperVmOptions): Promise<HelperVmOutcome> 
   const undoDir = onCleanup(`remove ${runDir}`, () => fs.rmSync(runDir, { recursive: true, force: true }));
 
   let onReady: () => void = () => {};
-  const ready = new Promise<void>((r) => (onReady = r));
+  let onGone: (e: Error) => void = () => {};
+  const ready = new Promise<void>((resolve, reject) => {
+    onReady = resolve;
+    onGone = reject;
+  });
+  ready.catch(() => {});
   const showLine = o.onConsoleLine ?? ((l: string) => log.info(`helper: ${l}`));
   const consoleR = new ConsoleReader((l) => {
     if (l === HELPER_READY_LINE) onReady();
@@ -381,15 +387,17 @@ export async function runHelperVm(o: HelperVmOptions): Promise<HelperVmOutcome> 
    */
   const attach = async (): Promise<void> => {
     const sinceSpawn = () => Math.round(performance.now() - spawnedAt);
-    await qmp.connect();
     if (o.resume) {
+      // until a disk is attached, a failed resume touched nothing: the caller may boot instead
       try {
+        await qmp.connect();
         await qmp.waitStatus(["paused"], Math.min(60, o.softTimeoutSec) * 1000, "loading the saved helper VM");
       } catch (e) {
-        resumeFailed = (e as Error).message;
+        resumeFailed = truncateBytes(oneLine((e as Error).message), 300);
         throw e;
       }
     } else {
+      await qmp.connect();
       await ready;
       if (o.save) {
         try {
@@ -467,10 +475,11 @@ export async function runHelperVm(o: HelperVmOptions): Promise<HelperVmOutcome> 
     for (const fd of diskFds.splice(0)) fs.closeSync(fd);
     if (fdmonTheirs !== null) fs.closeSync(fdmonTheirs);
     fdmonTheirs = null;
-    attach().catch((e) => {
+    const attached = attach().catch((e) => {
+      log.debug(`helper VM start failed: ${(e as Error).message}`);
+      // qemu already gone (or being stopped): its result, exit and timers tell the story
       if (exited || terminating) return;
       if (!resumeFailed) attachError = truncateBytes(oneLine((e as Error).message), 300);
-      log.debug(`helper VM start failed: ${(e as Error).message}`);
       killNow();
     });
     process.on("exit", killNow);
@@ -484,6 +493,10 @@ export async function runHelperVm(o: HelperVmOptions): Promise<HelperVmOutcome> 
     const stderrTail = readTail(proc.stderr as ReadableStream<Uint8Array>, 4096);
     const exitCode = await proc.exited;
     exited = true;
+    // whatever attach() was waiting for will not come: let it settle first
+    onGone(new Error("qemu exited"));
+    qmp.stop();
+    await Promise.race([attached, Bun.sleep(1000)]);
     // qemu is gone: its ends of the sockets are closed; let the readers drain
     await Promise.race([Promise.all(channels.map((c) => c.closed)), Bun.sleep(1000)]);
     const errText = await Promise.race([stderrTail, Bun.sleep(1000).then(() => "")]);

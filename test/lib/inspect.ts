@@ -20,6 +20,8 @@ export interface MountedDisk {
   read(path: string): string;
   exists(path: string): boolean;
   stat(path: string): { mode: number; uid: number; gid: number; size: number };
+  /** Modification time, ms since the epoch. */
+  mtime(path: string): number;
   list(path: string): string[];
   partitions(): { node: string; start: number; size: number; type: string }[];
   close(): void;
@@ -63,6 +65,7 @@ export function mountDisk(disk: string, rootPart = 1, extra: { part: number; at:
       const s = statSync(p(path));
       return { mode: s.mode & 0o7777, uid: s.uid, gid: s.gid, size: s.size };
     },
+    mtime: (path) => statSync(p(path)).mtimeMs,
     list: (path) => readdirSync(p(path)),
     partitions: () => {
       const j = JSON.parse(run(["sfdisk", "--json", disk])) as { partitiontable: { partitions: { node: string; start: number; size: number; type: string }[] } };

@@ -66,11 +66,11 @@ describe("qemuCommandLine", () => {
   test("with inherited descriptors the disks are fd sets (both modes, read-only disks one); a resume reads its state from a descriptor", () => {
     const snap = { state: "/h/snapshots/k.state", cmdline: "console=ttyS0 saved", bytes: 1 };
     const a = qemuCommandLine(opts({ resume: snap }), { ...ctx, fds: { state: 4, disks: [[5, 6], [7]] } });
-    expect(values(a, "-add-fd")).toEqual(["fd=5,set=1", "fd=6,set=1", "fd=7,set=2"]);
+    expect(values(a, "-add-fd")).toEqual(["fd=5,set=1,opaque=/dev/xenvg/disk0", "fd=6,set=1,opaque=/dev/xenvg/disk0", "fd=7,set=2,opaque=/srv/ganeti/file,,with,,commas.img"]);
     const drives = values(a, "-drive");
     expect(drives[0]).toContain("file.filename=/dev/fdset/1,");
     expect(drives[1]).toContain("file.filename=/dev/fdset/2,");
-    expect(a.join(" ")).not.toContain("/dev/xenvg/disk0");
+    expect(drives[0]).not.toContain("/dev/xenvg/disk0");
     expect(values(a, "-incoming")).toEqual(["fd:4"]);
     expect(a).toContain("-S");
     // the saved guest's own kernel command line, whatever this host's TSC reads now
