@@ -4,9 +4,14 @@
  * marks split into phases. Several helper images can be compared A/B,
  * interleaved in the same run (same load), medians per phase:
  *
- *   bun bench/boot.ts [--runs N] [--accel tcg|kvm] [HELPER_DIR ...]   (default dist/helper)
+ * Each helper image is measured both ways it can start (--start both, the
+ * default): a cold boot, and a resume of the state a warm-up boot saved
+ * (HELPER_RESUME=auto, as create and doctor do).
+ *
+ *   bun bench/boot.ts [--runs N] [--accel tcg|kvm] [--start cold|resume|both] [HELPER_DIR ...]
+ *                                                          (default dist/helper)
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { loadHelperImage } from "../src/helper-image/load.ts";
 import { testBootHelper } from "../src/vm/test-boot.ts";
 import { HELPER_DIR } from "../test/lib/deploy.ts";
@@ -21,7 +26,11 @@ const opt = (name: string, dflt: string) => {
 };
 const runs = Number(opt("--runs", "5")) || 5;
 const accel = opt("--accel", "tcg") as "tcg" | "kvm";
+const start = opt("--start", "both");
 const dirs = argv.length ? argv : [HELPER_DIR];
+const modes = start === "both" ? (["cold", "resume"] as const) : ([start as "cold" | "resume"] as const);
+const snapRoot = mkdtempSync("/var/tmp/snf-bench-boot-");
+const variants = dirs.flatMap((dir, i) => modes.map((mode) => ({ dir, mode, label: `${dir} [${mode}]`, snapshots: mode === "resume" ? `${snapRoot}/${i}` : undefined })));
 
 /** The qemu this process started (a descendant: qemu runs on a setpriv/unshare/timeout leash), or null. */
 function qemuChild(): number | null {
@@ -85,9 +94,11 @@ function cpuPhases(lines: { cpu: number; line: string }[]): Map<string, number> 
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const rows = dirs.map(() => [] as { total: number; marks: Map<string, number>; cpu: number; cpuMarks: Map<string, number>; rss: number }[]);
+const rows = variants.map(() => [] as { total: number; marks: Map<string, number>; cpu: number; cpuMarks: Map<string, number>; rss: number }[]);
+// warm-up: each resumed variant's first boot saves its state
+for (const v of variants) if (v.snapshots) await testBootHelper({ image: loadHelperImage(v.dir), accel, memoryMiB: 256, user: "nobody", softTimeoutSec: 300, hardTimeoutSec: 10, debug: true, onConsoleLine: () => {} }, { dir: v.snapshots, policy: "auto" });
 for (let i = 0; i < runs; i++) {
-  for (const [k, dir] of dirs.entries()) {
+  for (const [k, { dir, snapshots, label }] of variants.entries()) {
     const lines: { t: number; cpu: number; line: string }[] = [];
     const t0 = performance.now();
     let qemu: number | null = null;
@@ -115,7 +126,8 @@ for (let i = 0; i < runs; i++) {
         if (qemu !== null) rss = Math.max(rss, hwmMiB(qemu));
         lines.push({ t: (performance.now() - t0) / 1000, cpu, line });
       },
-    });
+    }, snapshots ? { dir: snapshots, policy: "auto" } : undefined);
+    if (snapshots && o.start.mode !== "resume") throw new Error(`${label}: expected a resume, got a ${o.start.mode} start`);
     if (!o.result?.ok) {
       console.error(lines.slice(-20).map((l) => l.line).join("\n"));
       throw new Error(`${dir}: test boot failed (${JSON.stringify(o.result)})`);
@@ -124,11 +136,11 @@ for (let i = 0; i < runs; i++) {
     const marks = phases(lines);
     const cpuMarks = cpuPhases(lines);
     rows[k]!.push({ total: o.durationMs / 1000, marks, cpu: lastCpu, cpuMarks, rss });
-    console.log(`run ${i + 1}/${runs} ${dir}: ${(o.durationMs / 1000).toFixed(2)} s, qemu CPU ${lastCpu.toFixed(2)} s, qemu peak RSS ${rss.toFixed(0)} MiB; ${[...marks].map(([n, t]) => `${n} ${t.toFixed(2)}/${cpuMarks.get(n)?.toFixed(2)}`).join(", ")}`);
+    console.log(`run ${i + 1}/${runs} ${label}: ${(o.durationMs / 1000).toFixed(2)} s, qemu CPU ${lastCpu.toFixed(2)} s, qemu peak RSS ${rss.toFixed(0)} MiB; ${[...marks].map(([n, t]) => `${n} ${t.toFixed(2)}/${cpuMarks.get(n)?.toFixed(2)}`).join(", ")}`);
   }
 }
 console.log(`\nempty helper boot (as doctor's), ${accel.toUpperCase()}, ${runs} runs interleaved, medians (wall: host clock; CPU: qemu process):`);
-for (const [k, dir] of dirs.entries()) {
+for (const [k, { label: dir }] of variants.entries()) {
   const rs = rows[k]!;
   const names = [...new Set(rs.flatMap((r) => [...r.marks.keys()]))];
   console.log(`${dir}: round trip ${median(rs.map((r) => r.total)).toFixed(2)} s wall, qemu CPU ${median(rs.map((r) => r.cpu)).toFixed(2)} s, qemu peak RSS ${median(rs.map((r) => r.rss)).toFixed(0)} MiB; phases (median s from the previous mark, wall / qemu CPU):`);
@@ -141,4 +153,5 @@ for (const [k, dir] of dirs.entries()) {
     prev = n;
   }
 }
+rmSync(snapRoot, { recursive: true, force: true });
 console.log(`load average: ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")}`);

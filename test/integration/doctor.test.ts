@@ -75,8 +75,12 @@ describe("doctor on a healthy node", () => {
     expect(boot.status).toBe("ok");
     expect(boot.accel).toBe(accel.accel!);
     expect(boot.bootMs!).toBeGreaterThan(300);
-    expect(boot.finding).toMatch(/answered SUCCESS in \d+\.\d s under (TCG|KVM)/);
+    expect(boot.finding).toMatch(/answered SUCCESS in \d+\.\d s under (TCG|KVM): cold boot \(no saved helper VM.*\): state saved/);
     if (fs.existsSync("/sys/module/kvm_pvm")) expect(boot.accel).toBe("tcg");
+    // the boot saved the waiting VM: the next doctor (and create) resumes it, and says so
+    const again = (await doctor(path.join(tmp, "ok.conf"))).report.checks.find((c) => c.id === "helper-boot")!;
+    expect(again.status).toBe("ok");
+    expect(again.finding).toMatch(/answered SUCCESS in \d+\.\d s under (TCG|KVM): resumed from its saved state \(saved state \d+ MiB\)/);
     const images = r.report.checks.find((c) => c.id === "image-dir")!;
     expect(images.images).toEqual([{ name: "tiny.diskdump", format: "diskdump", compression: null, sizeBytes: 1 << 20 }]);
     // nothing left behind: no new temp entries, no qemu
