@@ -182,8 +182,12 @@ export async function probePartition(run: RunFn, diskDev: string, p: Partition, 
   return r.exitCode === 0 ? parseBlkidExport(r.stdout) : {};
 }
 
-/** Read the disk's partition table and probe every partition (a disk sfdisk cannot read has table "none"). */
-export async function readDisk(run: RunFn, dev: string): Promise<DiskInfo> {
+/**
+ * Read the disk's partition table and probe every partition (a disk sfdisk cannot read has table
+ * "none"). With `before` (the same disk read earlier, e.g. before FixPartitionTable grew a
+ * partition), partitions that kept their number and start keep what was probed then.
+ */
+export async function readDisk(run: RunFn, dev: string, before?: DiskInfo): Promise<DiskInfo> {
   const sizeBytes = deviceBytes(dev);
   const r = await run(["sfdisk", "--json", dev], { allowFail: true });
   if (r.exitCode !== 0 || r.stdout.trim() === "") {
@@ -192,6 +196,15 @@ export async function readDisk(run: RunFn, dev: string): Promise<DiskInfo> {
   const t = parseSfdiskJson(r.stdout);
   for (const p of t.partitions) {
     if (p.kind === "extended") continue;
+    // a partition that kept its number and start kept its filesystem (growing it does not
+    // change its signature): no second blkid under emulation
+    const same = before?.partitions.find((o) => o.number === p.number && o.startSector === p.startSector && o.kind === p.kind);
+    if (same) {
+      if (same.fsType) p.fsType = same.fsType;
+      if (same.uuid) p.uuid = same.uuid;
+      if (same.label) p.label = same.label;
+      continue;
+    }
     const b = await probePartition(run, dev, p, t.sectorSize);
     if (b.TYPE) p.fsType = b.TYPE;
     if (b.UUID) p.uuid = b.UUID;

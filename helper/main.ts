@@ -163,7 +163,7 @@ export async function helperMain(env: Record<string, string | undefined> = proce
         warn,
         run: (cmd, opts) => run(cmd, opts),
         async refreshDisk() {
-          ctx.disk = await readDisk(run, dev);
+          ctx.disk = await readDisk(run, dev, ctx.disk);
           const rp = ctx.disk.partitions.find((p) => p.number === ctx.rootPartition.number);
           if (!rp) throw new Error(`root partition ${ctx.rootPartition.number} disappeared`);
           ctx.rootPartition = rp;

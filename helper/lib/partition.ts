@@ -9,6 +9,7 @@
  */
 import * as fs from "node:fs";
 import type { PartitionTable } from "../disk.ts";
+import { libc } from "./libc.ts";
 import type { Partition } from "../task.ts";
 import type { RunFn } from "./exec.ts";
 
@@ -125,11 +126,33 @@ export async function applyChanges(run: RunFn, dev: string, changes: PartitionCh
 /** Make the kernel see the new table (block devices only; the disk must not be in use). */
 export async function tellKernel(run: RunFn, dev: string): Promise<void> {
   if (!fs.statSync(dev).isBlockDevice()) return;
-  // BLKRRPART first; partx then updates/adds anything the kernel still lacks
-  // (loop devices without a completed partition scan; partx -a errors on existing ones: ignored).
+  // BLKRRPART (an ioctl, no tool start): when the kernel accepts it, it has re-read the whole
+  // table and made the partition nodes before it returns.
+  if (rereadPartitions(dev)) return;
+  // Else partx updates/adds what the kernel lacks (loop devices without partition scanning;
+  // partx -a errors on existing ones: ignored).
   await run(["blockdev", "--rereadpt", dev], { allowFail: true });
   await run(["partx", "-u", dev], { allowFail: true });
   await run(["partx", "-a", dev], { allowFail: true });
+}
+
+const BLKRRPART = 0x125f;
+
+/** Ask the kernel to re-read dev's partition table; false if it refused (busy, no partition scanning). */
+export function rereadPartitions(dev: string): boolean {
+  let fd: number;
+  try {
+    fd = fs.openSync(dev, fs.constants.O_RDONLY);
+  } catch {
+    return false;
+  }
+  try {
+    return libc().ioctl(fd, BLKRRPART, 0) === 0;
+  } catch {
+    return false;
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /** Parse the SWAP property's partition form "<partnum>:<MiB>" (null for the disk-letter form or unset). */

@@ -8,29 +8,21 @@
  *  - setClock: the host's time (params.now), for the timestamps the helper writes.
  * Both go through libc (bun:ffi), as does loadModule: no tool start under emulation.
  */
-import { dlopen, FFIType, ptr } from "bun:ffi";
+import { ptr } from "bun:ffi";
 import * as fs from "node:fs";
+import { libc } from "./libc.ts";
 
 /** _IO('R', 0x07) from <linux/random.h>. */
 const RNDRESEEDCRNG = 0x5207;
 const CLOCK_REALTIME = 0;
 
-let libc: ReturnType<typeof open> | undefined;
-function open() {
-  return dlopen("libc.so.6", {
-    ioctl: { args: [FFIType.i32, FFIType.u64, FFIType.u64], returns: FFIType.i32 },
-    clock_settime: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
-    syscall: { args: [FFIType.i64, FFIType.i64, FFIType.ptr, FFIType.i64], returns: FFIType.i64 },
-  });
-}
-const lib = () => (libc ??= open());
 
 export function reseed(seed: Uint8Array): void {
   if (seed.length < 32) throw new Error("reseeding needs at least 32 fresh bytes from the host");
   const fd = fs.openSync("/dev/urandom", "w");
   try {
     fs.writeSync(fd, seed);
-    const r = lib().symbols.ioctl(fd, RNDRESEEDCRNG, 0);
+    const r = libc().ioctl(fd, RNDRESEEDCRNG, 0);
     if (r !== 0) throw new Error("the kernel refused to reseed its random generator (RNDRESEEDCRNG)");
   } finally {
     fs.closeSync(fd);
@@ -40,7 +32,7 @@ export function reseed(seed: Uint8Array): void {
 export function setClock(epochSec: number): void {
   if (!Number.isFinite(epochSec) || epochSec <= 0) return;
   const ts = new BigInt64Array([BigInt(Math.floor(epochSec)), 0n]);
-  if (lib().symbols.clock_settime(CLOCK_REALTIME, ptr(ts)) !== 0) throw new Error("cannot set the helper's clock");
+  if (libc().clock_settime(CLOCK_REALTIME, ptr(ts)) !== 0) throw new Error("cannot set the helper's clock");
 }
 
 const SYS_FINIT_MODULE = 313; // x86_64
@@ -61,7 +53,7 @@ export function loadModule(name: string): boolean {
     if (!line || line.slice(line.indexOf(":") + 1).trim() !== "") return false; // unknown, or has dependencies
     const fd = fs.openSync(`${base}/${line.slice(0, line.indexOf(":"))}`, "r");
     try {
-      const r = lib().symbols.syscall(SYS_FINIT_MODULE, fd, ptr(Buffer.from([0])), 0);
+      const r = libc().syscall(SYS_FINIT_MODULE, fd, ptr(Buffer.from([0])), 0);
       return Number(r) === 0;
     } finally {
       fs.closeSync(fd);

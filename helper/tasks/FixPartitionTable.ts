@@ -35,7 +35,8 @@ export const task: Task = {
   cloudInitSkip: true,
   async run(ctx) {
     const dev = ctx.disk.dev;
-    let table = await readTable(ctx.run, dev);
+    // the table main.ts read (unchanged since: no task before this one writes it)
+    let table = ctx.disk.table === "none" ? await readTable(ctx.run, dev) : { ...ctx.disk, table: ctx.disk.table };
     if (!table) throw new Error(`${dev} has no partition table (only msdos and GPT disks are supported)`);
     if (table.partitions.length === 0) throw new Error(`the partition table on ${dev} has no partitions`);
     const swap = parseSwapPartition(ctx.props.get("SWAP")) ?? undefined;

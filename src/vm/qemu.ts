@@ -90,7 +90,7 @@ export interface HelperVmOutcome {
   qemuError?: string;
   durationMs: number;
   /** How the VM started and how long until its disks were attached (qemu start → disks added). */
-  start: { mode: "cold" | "resume"; readyMs: number | null };
+  start: { mode: "cold" | "resume"; readyMs: number | null; qmpMs?: number; loadedMs?: number };
   /** The resume failed before any disk was attached: nothing was touched, a cold boot may follow. */
   resumeFailed?: string;
   /** Attaching the disks failed (a cold boot, or after a resume). */
@@ -391,7 +391,9 @@ export async function runHelperVm(o: HelperVmOptions): Promise<HelperVmOutcome> 
       // until a disk is attached, a failed resume touched nothing: the caller may boot instead
       try {
         await qmp.connect();
+        start.qmpMs = sinceSpawn();
         await qmp.waitStatus(["paused"], Math.min(60, o.softTimeoutSec) * 1000, "loading the saved helper VM");
+        start.loadedMs = sinceSpawn();
       } catch (e) {
         resumeFailed = truncateBytes(oneLine((e as Error).message), 300);
         throw e;

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { run } from "../../helper/lib/exec.ts";
-import { readTable, type PartitionTable } from "../../helper/disk.ts";
+import { readDisk, readTable, type PartitionTable } from "../../helper/disk.ts";
 import { parseSwapPartition, partEnd, planGrow, resizeTarget } from "../../helper/lib/partition.ts";
 import { task as fixPartitionTable } from "../../helper/tasks/FixPartitionTable.ts";
 import { fakeCtx, fakeRoot, type FakeRoot } from "./helper-fixtures.ts";
@@ -25,9 +25,10 @@ async function image(mib: number, script: string): Promise<string> {
   return file;
 }
 
-function ctxFor(file: string, properties: Record<string, string> = {}) {
+/** A task context whose disk is what the helper's main reads before the tasks run. */
+async function ctxFor(file: string, properties: Record<string, string> = {}) {
   const ctx = fakeCtx(fr, { properties });
-  ctx.disk = { ...ctx.disk, dev: file };
+  ctx.disk = await readDisk(run, file);
   return ctx;
 }
 
@@ -48,7 +49,7 @@ describe("FixPartitionTable on image files", () => {
     fs.writeSync(fd, Buffer.from("SNF-MARKER"), 0, 10, before.partitions[1]!.startSector * 512);
     fs.closeSync(fd);
     fs.truncateSync(file, 128 * MiB);
-    const ctx = ctxFor(file);
+    const ctx = await ctxFor(file);
     await fixPartitionTable.run(ctx);
     const after = await table(file);
     expect(after.partitions).toHaveLength(2);
@@ -69,7 +70,7 @@ describe("FixPartitionTable on image files", () => {
   test("msdos logical: the extended partition and the last logical both grow", async () => {
     const file = await image(64, "label: dos\n,20M,83\n,,5\n,10M,83\n");
     fs.truncateSync(file, 128 * MiB);
-    await fixPartitionTable.run(ctxFor(file));
+    await fixPartitionTable.run(await ctxFor(file));
     const t = await table(file);
     const ext = t.partitions.find((p) => p.number === 2)!;
     const log = t.partitions.find((p) => p.number === 5)!;
@@ -85,7 +86,7 @@ describe("FixPartitionTable on image files", () => {
     const dumpBefore = (await run(["sfdisk", "-d", file])).stdout;
     const uuid2 = /disk\.img2 .*uuid=([0-9A-F-]+)/.exec(dumpBefore)![1]!;
     fs.truncateSync(file, 128 * MiB);
-    await fixPartitionTable.run(ctxFor(file));
+    await fixPartitionTable.run(await ctxFor(file));
     const after = await table(file);
     expect(after.lastLba).toBe(sectors(file) - 34);
     expect(after.partitions[1]!.startSector).toBe(before.partitions[1]!.startSector);
@@ -101,7 +102,7 @@ describe("FixPartitionTable on image files", () => {
   test("already full size: no change and a clear info", async () => {
     const file = await image(64, "label: dos\n,,83\n");
     const before = (await run(["sfdisk", "-d", file])).stdout;
-    const ctx = ctxFor(file);
+    const ctx = await ctxFor(file);
     await fixPartitionTable.run(ctx);
     expect((await run(["sfdisk", "-d", file])).stdout).toBe(before);
     expect(ctx.infos.join("\n")).toMatch(/already reaches the end/);
@@ -109,13 +110,13 @@ describe("FixPartitionTable on image files", () => {
 
   test("no partition table: a clear error", async () => {
     const file = await image(16, "");
-    await expect(fixPartitionTable.run(ctxFor(file))).rejects.toThrow(/has no partition table/);
+    await expect(fixPartitionTable.run(await ctxFor(file))).rejects.toThrow(/has no partition table/);
   });
 
   test("SWAP=2:32 on msdos: root grows, a 32 MiB type-82 partition at the end", async () => {
     const file = await image(64, "label: dos\n,20M,83\n");
     fs.truncateSync(file, 256 * MiB);
-    await fixPartitionTable.run(ctxFor(file, { SWAP: "2:32" }));
+    await fixPartitionTable.run(await ctxFor(file, { SWAP: "2:32" }));
     const t = await table(file);
     const [root, swap] = t.partitions;
     expect(swap!.number).toBe(2);
@@ -130,7 +131,7 @@ describe("FixPartitionTable on image files", () => {
   test("SWAP=5:16 on msdos without extended: creates an extended and a logical swap", async () => {
     const file = await image(64, "label: dos\n,20M,83\n");
     fs.truncateSync(file, 128 * MiB);
-    await fixPartitionTable.run(ctxFor(file, { SWAP: "5:16" }));
+    await fixPartitionTable.run(await ctxFor(file, { SWAP: "5:16" }));
     const t = await table(file);
     const ext = t.partitions.find((p) => p.kind === "extended")!;
     const swap = t.partitions.find((p) => p.number === 5)!;
@@ -143,7 +144,7 @@ describe("FixPartitionTable on image files", () => {
   test("SWAP=6:16 after a logical root: swap is the next logical partition", async () => {
     const file = await image(64, "label: dos\n,20M,83\n,,5\n,10M,83\n");
     fs.truncateSync(file, 128 * MiB);
-    await fixPartitionTable.run(ctxFor(file, { SWAP: "6:16" }));
+    await fixPartitionTable.run(await ctxFor(file, { SWAP: "6:16" }));
     const t = await table(file);
     const l5 = t.partitions.find((p) => p.number === 5)!;
     const l6 = t.partitions.find((p) => p.number === 6)!;
@@ -156,7 +157,7 @@ describe("FixPartitionTable on image files", () => {
   test("SWAP=3:16 on GPT: Linux swap GUID partition 3 at the end", async () => {
     const file = await image(64, "label: gpt\n,10M,L\n,10M,L\n");
     fs.truncateSync(file, 128 * MiB);
-    await fixPartitionTable.run(ctxFor(file, { SWAP: "3:16" }));
+    await fixPartitionTable.run(await ctxFor(file, { SWAP: "3:16" }));
     const t = await table(file);
     const p3 = t.partitions.find((p) => p.number === 3)!;
     expect(p3.type).toBe("0657fd6d-a4ab-43c4-84e5-0933c84b4f4f");
@@ -171,9 +172,9 @@ describe("FixPartitionTable on image files", () => {
     expect(parseSwapPartition("3:512")).toEqual({ number: 3, mib: 512 });
     const file = await image(64, "label: dos\n,20M,83\n");
     // Partition 1 exists already.
-    await expect(fixPartitionTable.run(ctxFor(file, { SWAP: "1:16" }))).rejects.toThrow(/already exists/);
+    await expect(fixPartitionTable.run(await ctxFor(file, { SWAP: "1:16" }))).rejects.toThrow(/already exists/);
     // 64 MiB disk cannot hold 20 MiB of root growth plus 60 MiB of swap.
-    await expect(fixPartitionTable.run(ctxFor(file, { SWAP: "2:60" }))).rejects.toThrow(/too small/);
+    await expect(fixPartitionTable.run(await ctxFor(file, { SWAP: "2:60" }))).rejects.toThrow(/too small/);
   });
 
   test("planGrow and resizeTarget are pure and agree on the target", () => {
