@@ -63,7 +63,7 @@ interface One {
 }
 
 /** Start `n` creates together; returns wall time and peak summed RSS (host processes, qemu). */
-async function batch(n: number, tag: string): Promise<{ wall: number; host: number; qemu: number; sum: number; helper: number[] }> {
+async function batch(n: number, tag: string): Promise<{ wall: number; host: number; qemu: number; sum: number; helper: number[]; resumed: number }> {
   const ones: One[] = [];
   for (let i = 0; i < n; i++) {
     const disk = join(work, `disk-${tag}-${i}`);
@@ -105,6 +105,7 @@ async function batch(n: number, tag: string): Promise<{ wall: number; host: numb
   const wall = (performance.now() - t0) / 1000;
   clearInterval(timer);
   const helper: number[] = [];
+  const resumed = results.filter((r) => /helper VM resumed from its saved state/.test(r.log)).length;
   results.forEach((r, i) => {
     if (r.code !== 0) {
       console.error(r.log.split("\n").slice(-20).join("\n"));
@@ -124,7 +125,7 @@ async function batch(n: number, tag: string): Promise<{ wall: number; host: numb
     }
     rmSync(o.disk, { force: true });
   }
-  return { wall, host, qemu, sum, helper };
+  return { wall, host, qemu, sum, helper, resumed };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -132,6 +133,9 @@ const MiB = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
 const single: number[] = [];
 const many: number[] = [];
 try {
+  // warm-up: with HELPER_RESUME=auto (the default) the first create saves the helper VM, the rest resume it
+  const warm = await batch(1, "warm");
+  console.log(`warm-up: 1 create ${warm.wall.toFixed(2)} s (${warm.resumed ? "resumed" : "cold boot, state saved"})`);
   for (let r = 0; r < runs; r++) {
     const one = await batch(1, `r${r}-single`);
     single.push(one.wall);
@@ -139,7 +143,7 @@ try {
     const all = await batch(N, `r${r}-many`);
     many.push(all.wall);
     console.log(
-      `run ${r + 1}/${runs}: ${N} creates at once ${all.wall.toFixed(2)} s (helpers ${all.helper.map((h) => h.toFixed(1)).join(", ")} s), all ${N} disks verified; ` +
+      `run ${r + 1}/${runs}: ${N} creates at once ${all.wall.toFixed(2)} s (helpers ${all.helper.map((h) => h.toFixed(1)).join(", ")} s, ${all.resumed}/${N} resumed), all ${N} disks verified; ` +
         `peak RSS host ${MiB(all.host)} + qemu ${MiB(all.qemu)}, peak of the sum ${MiB(all.sum)}`,
     );
   }

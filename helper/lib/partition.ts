@@ -127,8 +127,8 @@ export async function applyChanges(run: RunFn, dev: string, changes: PartitionCh
 export async function tellKernel(run: RunFn, dev: string): Promise<void> {
   if (!fs.statSync(dev).isBlockDevice()) return;
   // BLKRRPART (an ioctl, no tool start): when the kernel accepts it, it has re-read the whole
-  // table and made the partition nodes before it returns.
-  if (rereadPartitions(dev)) return;
+  // table; done if every partition it knows has its node (devtmpfs makes them as it adds them).
+  if (rereadPartitions(dev) && partitionNodesPresent(dev)) return;
   // Else partx updates/adds what the kernel lacks (loop devices without partition scanning;
   // partx -a errors on existing ones: ignored).
   await run(["blockdev", "--rereadpt", dev], { allowFail: true });
@@ -137,6 +137,17 @@ export async function tellKernel(run: RunFn, dev: string): Promise<void> {
 }
 
 const BLKRRPART = 0x125f;
+
+/** Does the kernel list partitions for dev (sysfs), each with its /dev node? (Only called for disks that have some.) */
+function partitionNodesPresent(dev: string): boolean {
+  const name = dev.slice(dev.lastIndexOf("/") + 1);
+  try {
+    const parts = fs.readdirSync(`/sys/class/block/${name}`).filter((n) => n.startsWith(name) && fs.existsSync(`/sys/class/block/${name}/${n}/partition`));
+    return parts.length > 0 && parts.every((n) => fs.existsSync(`/dev/${n}`));
+  } catch {
+    return false;
+  }
+}
 
 /** Ask the kernel to re-read dev's partition table; false if it refused (busy, no partition scanning). */
 export function rereadPartitions(dev: string): boolean {

@@ -8,7 +8,8 @@
  *
  * Every run (CI too): bookworm msdos ext4 (+ swap), trixie GPT btrfs (+ swap,
  * yescrypt), bullseye msdos xfs with a separate /boot, bookworm GPT ext4 with a
- * separate /boot (+ swap). SNF_TEST_QUICK=1 keeps only the first two;
+ * separate /boot (+ swap), this one with HELPER_RESUME=off: its helper boots
+ * cold, the others resume the saved helper VM. SNF_TEST_QUICK=1 keeps only the first two;
  * SNF_TEST_SUITES=a,b limits the run to those suites. Each boot costs ~40–60 s
  * under TCG.
  */
@@ -41,13 +42,15 @@ interface Case {
   full?: boolean;
   /** Deploy from a zlib-compressed qcow2 of the image (made by qemu-img) instead of the raw diskdump. */
   qcow2?: boolean;
+  /** HELPER_RESUME=off: this case's helper VM boots cold (the others resume a saved state when there is one). */
+  cold?: boolean;
 }
 
 const CASES: Case[] = [
   { name: "bookworm msdos ext4", recipe: { suite: "bookworm", label: "msdos", rootFs: "ext4", bootable: true, users: ["alice"] }, swap: "2:256" },
   { name: "trixie gpt btrfs from qcow2", recipe: { suite: "trixie", label: "gpt", rootFs: "btrfs", bootable: true, users: ["alice"] }, swap: "2:128", hash: { method: "yescrypt", prefix: "$y$" }, qcow2: true },
   { name: "bullseye msdos xfs /boot", recipe: { suite: "bullseye", label: "msdos", rootFs: "xfs", separateBoot: true, bootable: true, users: ["alice"] }, full: true },
-  { name: "bookworm gpt ext4 /boot", recipe: { suite: "bookworm", label: "gpt", rootFs: "ext4", separateBoot: true, bootable: true, users: ["alice"] }, swap: "3:64", full: true },
+  { name: "bookworm gpt ext4 /boot", recipe: { suite: "bookworm", label: "gpt", rootFs: "ext4", separateBoot: true, bootable: true, users: ["alice"] }, swap: "3:64", full: true, cold: true },
 ];
 const full = process.env.SNF_TEST_QUICK !== "1";
 const only = process.env.SNF_TEST_SUITES?.split(",") as Suite[] | undefined;
@@ -99,9 +102,11 @@ describe.each(selected)("deployed $name guest boots", (c) => {
         imageDir,
         nics: [{ mac: MAC, ip: "10.9.8.7", network: { subnet: "10.9.8.0/24", gateway: "10.9.8.1" } }],
         osp: { img_id: "img", img_format: c.qcow2 ? "qcow2" : "diskdump", img_passwd: PASSWORD, inst_properties: JSON.stringify(props), auth_keys: KEY },
+        config: c.cold ? { HELPER_RESUME: "off" } : {},
       });
       if (r.code !== 0) console.log(r.output);
       expect(r.code).toBe(0);
+      expect(r.output).toMatch(c.cold ? /helper VM booted; disks attached/ : /helper VM (booted|resumed from its saved state); disks attached/);
       const renderer = /(ifupdown|systemd-networkd|netplan|NetworkManager|ifcfg|cloud-init): wrote/.exec(r.output)?.[1];
       expect(renderer).toBeDefined();
       const tDeploy = performance.now();

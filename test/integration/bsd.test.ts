@@ -171,6 +171,6 @@ describe("*BSD images through create", () => {
   test("an FFS that was not cleanly unmounted (Linux would mount it read-only): one line, exit 1", async () => {
     const { r } = await deploy("openbsd", undefined, "openbsd-dirty");
     expect(r.code).toBe(1);
-    expect(r.lastLine).toMatch(/MountImage: the openbsd root filesystem \(\/dev\/vda\d\) was not cleanly unmounted; Linux will only mount it read-only/);
+    expect(r.lastLine).toMatch(/MountImage: the openbsd root filesystem \(\/dev\/sda\d\) was not cleanly unmounted; Linux will only mount it read-only/);
   }, 900_000);
 });

@@ -182,7 +182,7 @@ describe("ntfsdump", () => {
     expect((t.partitions[0]!.start + t.partitions[0]!.size) * 512).toBeGreaterThan(512 * MiB - MiB);
 
     // FilesystemResizeAfterUmount grew NTFS (offline, ntfsresize) to span the grown partition.
-    expect(r.output).toMatch(/ntfs on vda1: NTFS grown \d+ → \d+ bytes/);
+    expect(r.output).toMatch(/ntfs on sda1: NTFS grown \d+ → \d+ bytes/);
     const partBytes = t.partitions[0]!.size * 512;
     const info = await withLoop(disk, async (d) => {
       // read-only; --force because ntfsresize leaves the grown volume scheduled for chkdsk
@@ -259,7 +259,7 @@ describe("ntfsdump, dirty", () => {
     const disk = freshDisk("ntfs-dirty-disk", 512 * MiB);
     const r = await create({ disks: [disk], instance: "win2", osp: { img_id: "win-dirty", img_format: "ntfsdump", img_passwd: PASSWORD } });
     expect(r.code).not.toBe(0);
-    expect(r.lastLine).toMatch(/FilesystemResizeAfterUmount: ntfs on vda1 is marked dirty \(scheduled for chkdsk\)/);
+    expect(r.lastLine).toMatch(/FilesystemResizeAfterUmount: ntfs on sda1 is marked dirty \(scheduled for chkdsk\)/);
     expect(r.lastLine).toContain("OFFLINE_NTFSRESIZE_NOCHECK");
   }, 600_000);
 });
