@@ -108,13 +108,23 @@ export interface SnapshotWriter {
   abort(): void;
 }
 
-export function beginSnapshot(dir: string, key: string): SnapshotWriter {
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  // temporaries of dead runs (killed while saving) go first
-  for (const name of fs.readdirSync(dir)) {
+/** Remove the temporaries of runs that died while saving (pid gone or reused); never a live run's. */
+export function sweepSnapshotTemps(dir: string): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
     const m = TMP_RE.exec(name);
     if (m && processStartTime(Number(m[1])) !== Number(m[2])) fs.rmSync(path.join(dir, name), { force: true });
   }
+}
+
+export function beginSnapshot(dir: string, key: string): SnapshotWriter {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  sweepSnapshotTemps(dir);
   const tmp = path.join(dir, `.tmp-${runTag()}-${key}${STATE_SUFFIX}`);
   const fd = fs.openSync(tmp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
   let open = true;

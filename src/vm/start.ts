@@ -8,7 +8,7 @@
 import { log } from "../log.ts";
 import { type HelperVmOptions, type HelperVmOutcome, QEMU, runHelperVm } from "./qemu.ts";
 import { requireQemu } from "./qemu-bin.ts";
-import { beginSnapshot, dropSnapshot, findSnapshot, snapshotKey, type SnapshotWriter } from "./snapshot.ts";
+import { beginSnapshot, dropSnapshot, findSnapshot, snapshotKey, type SnapshotWriter, sweepSnapshotTemps } from "./snapshot.ts";
 
 export type ResumePolicy = "auto" | "off";
 
@@ -29,6 +29,7 @@ export function startChoice(o: Pick<HelperVmOptions, "qemu" | "image" | "accel" 
 
 export async function startHelperVm(o: HelperVmOptions, dir: string, policy: ResumePolicy): Promise<HelperVmOutcome> {
   if (policy === "off") return runHelperVm(o);
+  sweepSnapshotTemps(dir);
   const key = snapshotKey({ qemu: requireQemu(o.qemu ?? QEMU), files: o.image, accel: o.accel, memoryMiB: o.memoryMiB, debug: !!o.debug });
   const found = findSnapshot(dir, key, o.memoryMiB);
   if ("state" in found) {

@@ -1,7 +1,8 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import { beginSnapshot, dropSnapshot, findSnapshot, snapshotKey, snapshotMaxBytes } from "../../src/vm/snapshot.ts";
+import { beginSnapshot, dropSnapshot, findSnapshot, snapshotKey, snapshotMaxBytes, sweepSnapshotTemps } from "../../src/vm/snapshot.ts";
+import { runTag } from "../../src/leftovers.ts";
 import { diskBySerial, waitForDisks } from "../../helper/disk.ts";
 import { randomBytes, randomUUID } from "../../helper/lib/random.ts";
 import { reseed } from "../../helper/lib/wake.ts";
@@ -87,6 +88,17 @@ describe("snapshot files", () => {
     expect(findSnapshot(dir, key, 256)).toEqual({ missing: expect.stringContaining("corrupt") });
     dropSnapshot(dir, key);
     expect(fs.readdirSync(dir)).toEqual([]);
+  });
+  test("the sweep removes a dead run's temporary, never a live run's", () => {
+    const dead = path.join(dir, `.tmp-999999-1-${key}.state`);
+    const live = path.join(dir, `.tmp-${runTag()}-${key}.state`);
+    fs.writeFileSync(dead, "x");
+    fs.writeFileSync(live, "x");
+    sweepSnapshotTemps(dir);
+    expect(fs.existsSync(dead)).toBe(false);
+    expect(fs.existsSync(live)).toBe(true);
+    fs.rmSync(live);
+    sweepSnapshotTemps(path.join(dir, "missing")); // no directory: nothing to do
   });
   test("abort removes the temporary; an empty state is refused at commit", () => {
     const w = beginSnapshot(dir, key);
