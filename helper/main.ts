@@ -17,7 +17,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { decodeParams, diskSerial, FWCFG_PARAMS, HELPER_READY_LINE, PARAMS_MAX_BYTES, type HelperParams, type HelperResult } from "../src/protocol.ts";
+import { decodeParams, diskSerial, FWCFG_PARAMS, HELPER_READY_LINE, PARAMS_MAX_BYTES, PROTOCOL_VERSION, type HelperParams, type HelperResult } from "../src/protocol.ts";
 import { openChannels, type Channels } from "./channels.ts";
 import { findDiskBySerial, readDisk, waitForDisks } from "./disk.ts";
 import { loadModule, reseed, setClock } from "./lib/wake.ts";
@@ -93,6 +93,23 @@ async function waitForWake(sysBlock = "/sys/block"): Promise<void> {
   }
 }
 
+/**
+ * Before saying ready: use once what every run uses first, so that a VM saved while it waits
+ * holds it ready — Bun's lazily compiled spawn and stream code and the protocol's decoder in the
+ * heap, the first tools and their libraries in the page cache. (A resume skips all of it; a
+ * cold boot pays it once.) Nothing here depends on the run, and no failure here matters.
+ */
+async function warmUp(): Promise<void> {
+  for (const cmd of [["sfdisk", "--version"], ["blkid", "-V"], ["e2fsck", "-V"], ["resize2fs", "-P", "/dev/null"], ["mount", "-V"], ["dumpe2fs", "-V"]]) {
+    await run(cmd, { allowFail: true, input: "" }).catch(() => {});
+  }
+  try {
+    decodeParams(JSON.stringify({ protocol: PROTOCOL_VERSION, mode: "create", hostname: "warm-up", imgFormat: "diskdump", properties: {}, disks: [{ index: 0, serial: diskSerial(0) }] }));
+  } catch {
+    // only warming up
+  }
+}
+
 /** After a resume: fresh kernel randomness and the host's clock before anything else runs. */
 function wake(params: HelperParams): void {
   if (!params.seed) throw new Error("the host sent no random seed");
@@ -128,6 +145,7 @@ export async function helperMain(env: Record<string, string | undefined> = proce
     };
     if (marks) info(`guest clock ${startedAt} s: helper started`);
     if (inVm) {
+      await warmUp();
       mark("ready, waiting for the disks");
       await waitForWake();
       mark("first disk seen");
