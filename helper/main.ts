@@ -21,6 +21,8 @@ import { decodeParams, diskSerial, FWCFG_PARAMS, HELPER_READY_LINE, PARAMS_MAX_B
 import { openChannels, type Channels } from "./channels.ts";
 import { findDiskBySerial, readDisk, waitForDisks } from "./disk.ts";
 import { loadModule, reseed, setClock } from "./lib/wake.ts";
+import { libc } from "./lib/libc.ts";
+import { cryptFfi } from "./lib/crypt.ts";
 import { run, HELPER_PATH } from "./lib/exec.ts";
 import { imageMounts } from "./lib/mount.ts";
 import { makeProps } from "./props.ts";
@@ -105,6 +107,9 @@ async function warmUp(): Promise<void> {
   }
   try {
     decodeParams(JSON.stringify({ protocol: PROTOCOL_VERSION, mode: "create", hostname: "warm-up", imgFormat: "diskdump", properties: {}, disks: [{ index: 0, serial: diskSerial(0) }] }));
+    // bun:ffi compiles its trampolines when a library is opened: libc (wake, BLKRRPART), libcrypt
+    libc();
+    cryptFfi("warm-up", "$6$rounds=1000$warmup$");
   } catch {
     // only warming up
   }
