@@ -200,7 +200,7 @@ describe("windows (NT 6+)", () => {
       // the bash custom task and its environment
       const lines = readFileSync(join(ro, "snf-custom.txt"), "utf8").trim().split("\n");
       expect(lines[0]).toBe("name=WINCOMPAT1.EXAMPLE.ORG");
-      expect(lines[1]).toMatch(/^dev=\/dev\/vd[a-z] type=ntfsdump count=1 dev0=\/dev\/vd[a-z]$/);
+      expect(lines[1]).toMatch(/^dev=\/dev\/sd[a-z] type=ntfsdump count=1 dev0=\/dev\/sd[a-z]$/);
       expect(lines[2]).toBe("family=windows key=ABCDE");
       expect(lines[3]).toBe("resize=1 nics=1 mac=aa:00:00:11:22:33");
       expect(lines[4]).toBe("unattend=<?xml");
