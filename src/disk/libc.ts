@@ -1,6 +1,7 @@
 /**
  * The few libc calls Bun's fs does not expose: aligned allocation, memcmp
- * (fast zero-block test), fallocate, ioctl(BLKGETSIZE64/BLKZEROOUT), fdatasync.
+ * (fast zero-block test), fallocate, ioctl(BLKGETSIZE64/BLKZEROOUT), fdatasync,
+ * lseek (SEEK_DATA/SEEK_HOLE: where a sparse file's data is).
  * Loaded lazily so that importing the disk modules costs nothing.
  */
 import { dlopen, FFIType, ptr, toArrayBuffer, type Pointer } from "bun:ffi";
@@ -12,6 +13,7 @@ const O = {
   fallocate: { args: [FFIType.i32, FFIType.i32, FFIType.i64, FFIType.i64], returns: FFIType.i32 },
   ioctl: { args: [FFIType.i32, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
   fdatasync: { args: [FFIType.i32], returns: FFIType.i32 },
+  lseek: { args: [FFIType.i32, FFIType.i64, FFIType.i32], returns: FFIType.i64_fast },
   __errno_location: { args: [], returns: FFIType.ptr },
 } as const;
 
@@ -92,6 +94,19 @@ export function blkSectorSize(fd: number): number {
 
 export function fdatasync(fd: number): number {
   return libc().fdatasync(fd) === 0 ? 0 : errno() || -1;
+}
+
+export const SEEK_DATA = 3;
+export const SEEK_HOLE = 4;
+export const ENXIO = 6;
+
+/**
+ * lseek(2) on a file (SEEK_DATA / SEEK_HOLE); returns the new offset, or
+ * -errno. It moves the fd's offset: only for fds read by positional reads.
+ */
+export function lseek(fd: number, off: number, whence: number): number {
+  const r = Number(libc().lseek(fd, off, whence));
+  return r >= 0 ? r : -(errno() || 1);
 }
 
 /** open(2) flags Node's fs.constants lacks (x86_64/aarch64 values). */

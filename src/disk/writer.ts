@@ -5,7 +5,8 @@
  * heap). When the stream is an unread local file (see ./input.ts) the file is
  * read with positional reads straight into those buffers instead, the read
  * of one chunk overlapping the writes of the previous ones: no per-chunk
- * allocation, no copy, no GC pressure. Each chunk is classified 4 KiB block
+ * allocation, no copy, no GC pressure; and only its data is read: its holes
+ * (lseek SEEK_DATA/SEEK_HOLE, ./extents.ts) are zeros by length. Each chunk is classified 4 KiB block
  * by block (libc memcmp against a zero buffer): data runs are written with O_DIRECT pwrite on Bun's thread
  * pool while the next chunk is being read (three buffers rotate), zero runs
  * are not written at all but zeroed by the storage: BLKZEROOUT on block
@@ -28,6 +29,7 @@ import { onCleanup } from "../cleanup.ts";
 import { log } from "../log.ts";
 import { openTarget, type Target } from "./target.ts";
 import { fileBacking, ZeroRun, type FileBacking, type ImageChunk } from "./input.ts";
+import { FileExtents } from "./extents.ts";
 import {
   allocAligned,
   blkZeroOut,
@@ -247,7 +249,8 @@ class ChunkWriter {
   private tailFd = -1;
   private direct = false;
   private readonly allocs: AlignedBuffer[] = [];
-  private readonly zero: Uint8Array;
+  /** CHUNK zero bytes, never written to (also what a hole is hashed as). */
+  readonly zero: Uint8Array;
   private readonly zeroer: Zeroer;
   private lastProgress = performance.now();
 
@@ -445,35 +448,95 @@ class ChunkWriter {
   }
 }
 
+/** Holes are zeroed (and hashed, for IMAGE_VERIFY) in steps of this size, the signal checked between. */
+const HOLE_STEP = 256 * 1024 * 1024;
+
 /**
- * Fast path: positional reads of an unread local file straight into the
- * writer's aligned buffers, AHEAD of them in flight while earlier chunks are
- * being written. Checks the signal between chunks (closing the fd under a
- * pending pread would be a race).
+ * Fast path for an unread local file. Where the filesystem tells
+ * (lseek SEEK_DATA/SEEK_HOLE, ./extents.ts) only the data extents are read
+ * and each hole goes to the writer as zeros by length, never read: zeroed on
+ * the disk like a ZeroRun, and fed to the tap (IMAGE_VERIFY) as zeros. The
+ * rest of the file, or all of it when the filesystem cannot tell, is read to
+ * its end as before. A file that changed size while read is an error: one
+ * that grew by that last read, one that shrank by a short read (writeImage
+ * reports the short image) or, when only holes were cut off, by its size.
  */
 async function feedFile(w: ChunkWriter, file: FileBacking, signal?: AbortSignal): Promise<void> {
-  const ahead: Promise<number>[] = [];
-  let rpos = 0;
+  const extents = new FileExtents(file.fd, file.size);
+  let pos = 0;
+  while (pos < file.size) {
+    if (signal?.aborted) throw interrupted(signal);
+    const e = extents.at(pos);
+    if (!e) break; // the filesystem cannot tell: read the rest
+    if (!e.data) {
+      await feedHole(w, file, e.end - pos, signal);
+      pos = e.end;
+      continue;
+    }
+    const n = await readRange(w, file, pos, e.end, signal);
+    pos += n;
+    if (pos < e.end) return; // the file ended early: writeImage reports the short image
+  }
+  if (pos >= file.size) {
+    let now: number;
+    try {
+      now = fs.fstatSync(file.fd).size;
+    } catch (e) {
+      throw new SnfError(`reading the image failed: ${causeOf(e)}`);
+    }
+    if (now < file.size) throw new SnfError(`the image shrank from ${file.size} to ${now} bytes while it was being copied`);
+  }
+  // To the end of the file: the rest where the filesystem cannot tell, else nothing unless it grew.
+  const n = await readRange(w, file, pos, Infinity, signal);
+  if (pos + n > file.size) throw new SnfError(`the image grew past its ${file.size} bytes while it was being copied`);
+}
+
+/** n zero bytes of a hole in the file: zeroed on the disk, and seen as zeros by the tap. */
+async function feedHole(w: ChunkWriter, file: FileBacking, n: number, signal?: AbortSignal): Promise<void> {
+  while (n > 0) {
+    if (signal?.aborted) throw interrupted(signal);
+    const k = Math.min(n, HOLE_STEP);
+    if (file.tap) for (let o = 0; o < k; o += CHUNK) file.tap(w.zero.subarray(0, Math.min(CHUNK, k - o)));
+    await w.zeros(k);
+    n -= k;
+    if (n > 0) await new Promise((r) => setImmediate(r)); // let a signal in between steps
+  }
+}
+
+/**
+ * Positional reads of [start, end) of the file (end: Infinity = to its end)
+ * straight into the writer's aligned buffers from bufs[cur] at fill on,
+ * AHEAD of them in flight while earlier chunks are being written. Checks the
+ * signal between chunks (closing the fd under a pending pread would be a
+ * race). Returns the bytes read: fewer than asked when the file ended first.
+ */
+async function readRange(w: ChunkWriter, file: FileBacking, start: number, end: number, signal?: AbortSignal): Promise<number> {
+  const ahead: Promise<[got: number, asked: number]>[] = [];
+  let rpos = start;
   const issue = (slot: number, off: number) => {
+    if (rpos >= end) return;
     const before = w.pending[slot];
     w.pending[slot] = null;
     const pos = rpos;
-    rpos += CHUNK - off;
-    const p = (async () => {
+    const len = Math.min(CHUNK - off, end - rpos);
+    rpos += len;
+    const p = (async (): Promise<[number, number]> => {
       if (before) await before;
-      return readFull(file.fd, w.bufs[slot]!, off, CHUNK - off, pos);
+      return [await readFull(file.fd, w.bufs[slot]!, off, len, pos), len];
     })();
     p.catch(() => {});
     ahead.push(p);
   };
+  let got = 0;
   try {
     issue(w.cur, w.fill);
     for (let i = 1; i < AHEAD; i++) issue((w.cur + i) % NBUF, 0);
-    for (;;) {
+    while (ahead.length) {
       if (signal?.aborted) throw interrupted(signal);
       let n: number;
+      let asked: number;
       try {
-        n = await ahead.shift()!;
+        [n, asked] = await ahead.shift()!;
       } catch (e) {
         throw new SnfError(`reading the image failed: ${causeOf(e)}`);
       }
@@ -482,14 +545,18 @@ async function feedFile(w: ChunkWriter, file: FileBacking, signal?: AbortSignal)
       // Reads complete in the order they were issued, into consecutive slots: this one is bufs[cur] at fill.
       file.tap?.(w.bufs[w.cur]!.subarray(w.fill, w.fill + n));
       w.fill += n;
-      if (w.fill < CHUNK) break; // end of file
-      w.flush(CHUNK);
-      issue((w.cur + AHEAD - 1) % NBUF, 0);
-      w.progress();
+      got += n;
+      if (n < asked) break; // end of file
+      if (w.fill === CHUNK) {
+        w.flush(CHUNK);
+        issue((w.cur + AHEAD - 1) % NBUF, 0);
+        w.progress();
+      }
     }
   } finally {
     await Promise.allSettled(ahead.splice(0));
   }
+  return got;
 }
 
 /** Stream path: bytes and ZeroRun items (qcow2, compressed, remote images). */

@@ -6,6 +6,8 @@ import path from "node:path";
 import { writeImage } from "../../src/disk/writer.ts";
 import { exportDisk } from "../../src/disk/reader.ts";
 import { openTarget } from "../../src/disk/target.ts";
+import { resolveLocal } from "../../src/image/sources/local.ts";
+import { openImage } from "../../src/image/format.ts";
 
 const MiB = 1024 * 1024;
 let dir: string;
@@ -33,16 +35,22 @@ function image(size: number): Uint8Array {
   return b;
 }
 
+/** A 64 MiB backing file of random old data and a copy of it for dd: [backing, ref]. */
+function oldPair(name: string): [string, string] {
+  const old = new Uint8Array(64 * MiB);
+  for (let o = 0; o < old.length; o += 65536) crypto.getRandomValues(old.subarray(o, o + 65536));
+  const backing = path.join(dir, `${name}-backing`);
+  const ref = path.join(dir, `${name}-ref`);
+  fs.writeFileSync(backing, old);
+  fs.writeFileSync(ref, old);
+  return [backing, ref];
+}
+
 test(
   "loop device: byte-identical to dd over random old data, zero runs via BLKZEROOUT, detached afterwards",
   async () => {
     const size = 64 * MiB;
-    const old = new Uint8Array(size);
-    for (let o = 0; o < size; o += 65536) crypto.getRandomValues(old.subarray(o, o + 65536));
-    const backing = path.join(dir, "backing");
-    const ref = path.join(dir, "ref");
-    fs.writeFileSync(backing, old);
-    fs.writeFileSync(ref, old);
+    const [backing, ref] = oldPair("dense");
     const img = image(40 * MiB + 777);
     // Long all-zero stretch so that some runs cover whole 4 MiB chunks.
     img.fill(0, 8 * MiB, 24 * MiB);
@@ -96,4 +104,38 @@ test(
     expect(Bun.hash(fs.readFileSync(backing))).toBe(Bun.hash(old));
   },
   30_000,
+);
+
+test(
+  "sparse local image onto a loop device: holes (lseek SEEK_DATA/SEEK_HOLE) zeroed by BLKZEROOUT over old data, byte-identical to dd",
+  async () => {
+    const [backing, ref] = oldPair("sparse");
+    // Holes at the start and the end, data at odd offsets, an unaligned size.
+    const imgDir = path.join(dir, "images");
+    fs.mkdirSync(imgDir, { recursive: true });
+    const imgPath = path.join(imgDir, "sparse");
+    const imgSize = 48 * MiB + 1000;
+    const fd = fs.openSync(imgPath, "w");
+    fs.ftruncateSync(fd, imgSize);
+    for (const [off, len] of [[5 * MiB + 3, 70_000], [20 * MiB - 10, 4 * MiB + 20], [40 * MiB + 4096, 12_345]] as const) {
+      const b = new Uint8Array(len);
+      crypto.getRandomValues(b.subarray(0, Math.min(len, 65536)));
+      fs.writeSync(fd, b, 0, len, off);
+    }
+    fs.closeSync(fd);
+    expect(fs.statSync(imgPath).blocks * 512).toBeLessThan(8 * MiB);
+    await run(["dd", `if=${imgPath}`, `of=${ref}`, "bs=1M", "conv=notrunc", "status=none"]);
+
+    const loop = await run(["losetup", "-f", "--show", backing]);
+    loops.push(loop);
+    const opened = await openImage(await resolveLocal("sparse", { imageDir: imgDir, format: "diskdump" }));
+    const r = await writeImage(opened.stream, loop, { expectedSize: opened.size });
+    expect(r.bytes).toBe(imgSize);
+    expect(r.zeroMethod).toBe("blkzeroout");
+    expect(r.zeroBytes).toBeGreaterThanOrEqual(36 * MiB);
+    await run(["losetup", "-d", loop]);
+    loops.pop();
+    await run(["cmp", ref, backing]);
+  },
+  60_000,
 );
