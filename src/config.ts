@@ -121,8 +121,8 @@ export const ConfigSchema = v.object({
   /**
    * What a previous user of the disk left past the image's end (it becomes
    * the grown partition's free space): "cheap" zeroes it where that costs no
-   * data writes (hole punched in a file disk; BLKZEROOUT on a block device
-   * that offloads write-zeroes), "always" also where the kernel must write
+   * data writes (hole punched in a file disk; write-zeroes on a block device
+   * that offloads them), "always" also where the kernel must write
    * zeroes (slow: the whole rest of the disk), "no" leaves it as it is
    * (Ganeti's prealloc_wipe_disks may have wiped it; see snf-image doctor).
    */

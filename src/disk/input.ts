@@ -35,7 +35,7 @@ export function fileBacking(stream: ReadableStream<unknown>): FileBacking | null
 /**
  * A run of zero bytes in an image stream, given by its length instead of as
  * bytes (unallocated or zero clusters of a qcow2 image): the writer zeroes
- * it on the disk (BLKZEROOUT / fallocate) without building a buffer of it.
+ * it on the disk (fallocate / BLKZEROOUT) without building a buffer of it.
  */
 export class ZeroRun {
   constructor(readonly bytes: number) {}

@@ -9,9 +9,9 @@
  * (lseek SEEK_DATA/SEEK_HOLE, ./extents.ts) are zeros by length. Each chunk is classified 4 KiB block
  * by block (libc memcmp against a zero buffer): data runs are written with O_DIRECT pwrite on Bun's thread
  * pool while the next chunk is being read (three buffers rotate), zero runs
- * are not written at all but zeroed by the storage: BLKZEROOUT on block
- * devices, fallocate(PUNCH_HOLE|KEEP_SIZE, then ZERO_RANGE) on files, plain
- * writes of a zero buffer when neither works. The result is byte-identical to
+ * are not written at all but zeroed by the storage: fallocate(PUNCH_HOLE|
+ * KEEP_SIZE), then ZERO_RANGE on files and BLKZEROOUT on block devices, plain
+ * writes of a zero buffer when none works. The result is byte-identical to
  * `dd if=IMG of=DISK conv=notrunc` whatever the disk held before. A stream may
  * also carry ZeroRun items (./input.ts): zeros given by length, zeroed the
  * same way without ever being bytes in memory. A tail that
@@ -78,7 +78,7 @@ export interface WriteResult {
   /** Of these, bytes zeroed without being written. */
   zeroBytes: number;
   ms: number;
-  /** How zero runs were zeroed: "blkzeroout", "punch", "zerorange", "write", or "none". */
+  /** How zero runs were zeroed: "punch", "zerorange", "blkzeroout", "write", or "none". */
   zeroMethod: string;
   /** The disk past the image: bytes zeroed, how, and how long it took (zeroTail). */
   tail: TailResult;
@@ -86,7 +86,7 @@ export interface WriteResult {
 
 export interface TailResult {
   bytes: number;
-  /** "blkzeroout" | "punch" | "zerorange" | "write", "skipped: <why>", or "none" (not asked / nothing past the image). */
+  /** "punch" | "zerorange" | "blkzeroout" | "write", "skipped: <why>", or "none" (not asked / nothing past the image). */
   method: string;
   ms: number;
 }
@@ -117,16 +117,23 @@ function writeAll(fd: number, buf: Uint8Array, off: number, len: number, pos: nu
   });
 }
 
-/** Zeroes [off, off+len) of the target without writing when the storage can. */
+/**
+ * Zeroes [off, off+len) of the target without writing when the storage can.
+ * First fallocate(PUNCH_HOLE|KEEP_SIZE), as qemu-img does: on a file a hole;
+ * on a block device a write-zeroes the device may do by unmapping (a hole in
+ * a loop device's file, thin storage left unallocated) and that is never
+ * done by writing (the kernel's NOFALLBACK: EOPNOTSUPP instead). Then
+ * ZERO_RANGE on a file, BLKZEROOUT on a block device (write-zeroes that keeps
+ * the blocks allocated, or zero pages written by the kernel), then plain
+ * writes of a zero buffer.
+ */
 class Zeroer {
-  mode: "blkzeroout" | "punch" | "zerorange" | "write";
+  mode: "punch" | "zerorange" | "blkzeroout" | "write" = "punch";
   constructor(
     private readonly fd: number,
     private readonly target: Target,
     private readonly zero: Uint8Array,
-  ) {
-    this.mode = target.kind === "block" ? "blkzeroout" : "punch";
-  }
+  ) {}
   /** Zeroes [off, off+len) without writing data; false when the storage cannot. */
   tryCheap(off: number, len: number): boolean {
     for (;;) {
@@ -140,7 +147,7 @@ class Zeroer {
         case "punch":
           rc = fallocate(this.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
           if (rc === 0) return true;
-          this.mode = "zerorange";
+          this.mode = this.target.kind === "block" ? "blkzeroout" : "zerorange";
           break;
         case "zerorange":
           rc = fallocate(this.fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off, len);
@@ -167,7 +174,8 @@ class Zeroer {
 /**
  * Does the block device zero ranges without the data being written
  * (REQ_OP_WRITE_ZEROES offloaded: thin LVM, loop over a file, NVMe/SCSI
- * WRITE ZEROES/UNMAP)? Without it BLKZEROOUT makes the kernel write zero pages.
+ * WRITE ZEROES/UNMAP)? Without it punching fails and BLKZEROOUT makes the
+ * kernel write zero pages.
  */
 export function offloadsWriteZeroes(path: string): boolean {
   try {
@@ -182,12 +190,12 @@ export function offloadsWriteZeroes(path: string): boolean {
   }
 }
 
-/** BLKZEROOUT / fallocate in steps of this many bytes, the abort signal checked between. */
+/** fallocate / BLKZEROOUT in steps of this many bytes, the abort signal checked between. */
 const TAIL_STEP = 1024 * 1024 * 1024;
 
 async function zeroTail(fd: number, target: Target, zeroer: Zeroer, from: number, how: "cheap" | "always", signal?: AbortSignal): Promise<TailResult> {
   const t0 = performance.now();
-  // O_DIRECT and BLKZEROOUT want sector alignment; the few bytes before the
+  // O_DIRECT, fallocate and BLKZEROOUT on a device want sector alignment; the few bytes before the
   // next 4 KiB boundary are written as zeros through the page cache.
   const start = Math.min(target.size, Math.ceil(from / BLOCK) * BLOCK);
   const end = target.kind === "block" ? target.size - (target.size % target.sectorSize) : target.size;
