@@ -13,6 +13,13 @@ import { lseek, ENXIO, SEEK_DATA, SEEK_HOLE } from "./libc.ts";
 
 /** Holes shorter than this are read with the data around them (one read instead of a split). */
 export const MIN_HOLE = 1024 * 1024;
+/**
+ * After this many short holes in one extent the file is fragmented there: the
+ * next WINDOW bytes are read whole (holes read as zeros) instead of being
+ * mapped two lseeks per hole. Bounds the lseeks of a call and their cost per byte.
+ */
+const MAX_SHORT_HOLES = 64;
+const WINDOW = 64 * 1024 * 1024;
 
 export interface Extent {
   /** true: bytes to read; false: a hole, zeros without reading. */
@@ -33,8 +40,9 @@ export class FileExtents {
 
   /**
    * The extent starting at `pos` (< size): data up to the next hole of at
-   * least MIN_HOLE bytes (shorter holes inside are read as data), or a hole up
-   * to the next data. null when the filesystem cannot tell: read from pos on.
+   * least MIN_HOLE bytes (shorter holes inside are read as data; past
+   * MAX_SHORT_HOLES of them, a WINDOW read whole), or a hole up to the next
+   * data. null when the filesystem cannot tell: read from pos on.
    */
   at(pos: number): Extent | null {
     const d = this.nextData(pos);
@@ -43,7 +51,7 @@ export class FileExtents {
     let h = lseek(this.fd, pos, SEEK_HOLE);
     // ENXIO here: pos is past the file's end now (it shrank): read, and the read comes up short.
     if (h < 0) return h === -ENXIO ? { data: true, end: this.size } : null;
-    while (h < this.size) {
+    for (let short = 0; h < this.size; short++) {
       const next = this.nextData(h);
       if (next === null) return { data: true, end: h };
       if (next >= this.size && this.size - h < MIN_HOLE) return { data: true, end: this.size }; // a short hole at the end
@@ -51,6 +59,7 @@ export class FileExtents {
         this.cached = { hole: h, data: next };
         break;
       }
+      if (short === MAX_SHORT_HOLES) return { data: true, end: Math.min(this.size, Math.max(next, pos + WINDOW)) };
       const h2 = lseek(this.fd, next, SEEK_HOLE);
       if (h2 < 0 || h2 <= next) return { data: true, end: next }; // cannot tell more: stop at what is known
       h = h2;

@@ -206,6 +206,28 @@ describe("sparse local file: holes zeroed without being read", () => {
     }
   });
 
+  test("FileExtents: where short holes crowd, a 64 MiB window is read whole instead of mapped hole by hole", async () => {
+    const size = 100 * MiB;
+    // 4 KiB of data every 8 KiB over the first 2 MiB (256 short holes), a long hole, data at 90 MiB.
+    const at: [number, number][] = [];
+    for (let o = 0; o < 2 * MiB; o += 8192) at.push([o, 4096]);
+    at.push([90 * MiB, 5000]);
+    const want = sparseFile("crowded", size, at);
+    const fd = fs.openSync(path.join(dir, "crowded"), "r");
+    try {
+      const x = new FileExtents(fd, size);
+      expect(x.at(0)).toEqual({ data: true, end: 64 * MiB });
+      expect(x.at(64 * MiB)).toEqual({ data: false, end: 90 * MiB });
+      expect(x.at(90 * MiB)!.data).toBe(true);
+    } finally {
+      fs.closeSync(fd);
+    }
+    const { disk } = oldDisk("crowded", size);
+    const { r } = await copyLocal("crowded", disk);
+    expect((await r).bytes).toBe(size);
+    expect(Buffer.compare(fs.readFileSync(disk), want)).toBe(0);
+  });
+
   test("FileExtents: a file with no holes is one data extent", () => {
     fs.writeFileSync(path.join(dir, "full"), random(3 * MiB + 7));
     const fd = fs.openSync(path.join(dir, "full"), "r");
