@@ -3,7 +3,7 @@
  * environment (only Ganeti's variables and PATH), cwd = the OS directory,
  * stdin closed, stdout+stderr into one log.
  */
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
@@ -138,6 +138,7 @@ export function spawnOsScript(spec: CreateSpec): RunningScript {
       pump(proc.stderr as ReadableStream<Uint8Array>, (s) => (err += s)),
       proc.exited,
     ]);
+    rmSync(dir, { recursive: true, force: true }); // the run's config file (and IMAGE_DIR when none was given)
     for (const w of waiters.splice(0)) w.reject(new Error(`${script} ended (code ${code}) before ${w.re}:\n${(out + err).slice(-3000)}`));
     const output = script === "export" ? err : out + err;
     const lines = output.trimEnd().split("\n");

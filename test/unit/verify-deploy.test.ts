@@ -2,8 +2,8 @@
  * Pure parts of IMAGE_VERIFY (sums parsing, gpgv status lines) and of
  * `snf-image deploy` (command line → DeployInput, progress rendering).
  */
-import { describe, expect, test } from "bun:test";
-import { mkdtempSync, realpathSync, writeFileSync } from "node:fs";
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildInput, imagePath, parseNic, repeated, type DeployArgs } from "../../src/commands/deploy.ts";
@@ -53,6 +53,7 @@ describe("gpgv status lines", () => {
 
 describe("snf-image deploy command line", () => {
   const dir = mkdtempSync(join(tmpdir(), "snf-deploy-unit-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const base: DeployArgs = { image: "debian", disk: join(dir, "vm1.img"), format: "diskdump", askPassword: false, properties: [], personality: [], nics: [] };
 
   test("repeatable options keep every value", () => {
