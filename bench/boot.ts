@@ -82,8 +82,10 @@ export function phases(lines: { t: number; line: string }[]): Map<string, number
   const m = new Map<string, number>();
   for (const { t, line } of lines) {
     if (/^\[\s*0\.000000\] Linux version/.test(line)) m.set("kernel started", t);
-    const r = /snf-image shim: [\d.]+ s: (.+)$/.exec(line) ?? /snf-image-helper: guest clock [\d.]+ s: (.+)$/.exec(line);
-    if (r && !m.has(r[1]!)) m.set(r[1]!, t);
+    // (a kernel message may land on the same console line as a mark: it starts with "[")
+    const r = /snf-image shim: [\d.]+ s: ([^[]+)/.exec(line) ?? /snf-image-helper: guest clock [\d.]+ s: ([^[]+)/.exec(line);
+    const name = r?.[1]?.trim();
+    if (name && !m.has(name)) m.set(name, t);
   }
   return m;
 }

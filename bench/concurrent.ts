@@ -63,7 +63,7 @@ interface One {
 }
 
 /** Start `n` creates together; returns wall time and peak summed RSS (host processes, qemu). */
-async function batch(n: number, tag: string): Promise<{ wall: number; host: number; qemu: number; sum: number; helper: number[]; resumed: number }> {
+async function batch(n: number, tag: string): Promise<{ wall: number; host: number; qemu: number; sum: number; helper: number[]; copy: number[]; resumed: number }> {
   const ones: One[] = [];
   for (let i = 0; i < n; i++) {
     const disk = join(work, `disk-${tag}-${i}`);
@@ -105,6 +105,7 @@ async function batch(n: number, tag: string): Promise<{ wall: number; host: numb
   const wall = (performance.now() - t0) / 1000;
   clearInterval(timer);
   const helper: number[] = [];
+  const copy = results.map((r) => Number(/\(copy ([\d.]+) s, helper/.exec(r.log)?.[1] ?? NaN));
   const resumed = results.filter((r) => /helper VM resumed from its saved state/.test(r.log)).length;
   results.forEach((r, i) => {
     if (r.code !== 0) {
@@ -125,7 +126,7 @@ async function batch(n: number, tag: string): Promise<{ wall: number; host: numb
     }
     rmSync(o.disk, { force: true });
   }
-  return { wall, host, qemu, sum, helper, resumed };
+  return { wall, host, qemu, sum, helper, copy, resumed };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -139,11 +140,11 @@ try {
   for (let r = 0; r < runs; r++) {
     const one = await batch(1, `r${r}-single`);
     single.push(one.wall);
-    console.log(`run ${r + 1}/${runs}: 1 create ${one.wall.toFixed(2)} s (helper ${one.helper[0]} s), peak RSS host ${MiB(one.host)} + qemu ${MiB(one.qemu)}`);
+    console.log(`run ${r + 1}/${runs}: 1 create ${one.wall.toFixed(2)} s (copy ${one.copy[0]} s, helper ${one.helper[0]} s), peak RSS host ${MiB(one.host)} + qemu ${MiB(one.qemu)}`);
     const all = await batch(N, `r${r}-many`);
     many.push(all.wall);
     console.log(
-      `run ${r + 1}/${runs}: ${N} creates at once ${all.wall.toFixed(2)} s (helpers ${all.helper.map((h) => h.toFixed(1)).join(", ")} s, ${all.resumed}/${N} resumed), all ${N} disks verified; ` +
+      `run ${r + 1}/${runs}: ${N} creates at once ${all.wall.toFixed(2)} s (copies ${all.copy.map((h) => h.toFixed(1)).join(", ")} s, helpers ${all.helper.map((h) => h.toFixed(1)).join(", ")} s, ${all.resumed}/${N} resumed), all ${N} disks verified; ` +
         `peak RSS host ${MiB(all.host)} + qemu ${MiB(all.qemu)}, peak of the sum ${MiB(all.sum)}`,
     );
   }
