@@ -4,8 +4,9 @@
  * GNUPGHOME), checked by the real gpgv, images from IMAGE_DIR and from a real
  * HTTP server on 127.0.0.1. Every refusal happens before the helper VM; the
  * cases that pass verification are shown to reach the helper stage with a
- * real qemu stopped by a 1 s HELPER_SOFT_TIMEOUT (the full customization of a
- * verified image is booted once in deploy-cli.test.ts).
+ * real qemu: stopped by a 1 s HELPER_SOFT_TIMEOUT when it boots cold, or,
+ * resumed, answering that the test image has no partition (the full
+ * customization of a verified image is booted once in deploy-cli.test.ts).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { linkSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, closeSync, rmSync, writeFileSync, writeSync } from "node:fs";
@@ -81,7 +82,9 @@ function refusedBeforeCopy(r: ScriptRun, disk: string, text: string | RegExp) {
 
 /** Verified (or not checked), copied, and handed to a real helper VM. */
 function reachedHelper(r: ScriptRun, disk: string) {
-  expect(r.lastLine).toContain("helper VM did not finish within HELPER_SOFT_TIMEOUT=1 s");
+  // the helper either ran out of its 1 s (a cold boot) or, resumed, answered about the test
+  // image (which has no partition): both come from a real helper VM after the copy
+  expect(r.lastLine).toMatch(/helper VM did not finish within HELPER_SOFT_TIMEOUT=1 s|image customization failed: finding the root partition: no partitions found/);
   expect(r.output).toContain("Image copy finished.");
   expect(new Bun.CryptoHasher("sha256").update(readAt(disk, 0, IMAGE_BYTES)).digest("hex")).toBe(hex("sha256", image));
 }
