@@ -185,7 +185,7 @@ export function qemuCommandLine(o: HelperVmOptions, ctx: QemuContext = { runDir:
   // a resume must present the command line the saved guest booted with (tsc_early_khz varies)
   a.push("-kernel", o.image.kernel, "-initrd", o.image.initrd, "-append", o.resume?.cmdline ?? kernelCommandLine(o, ctx.tscKhz));
   // Instance disks: block backends only; their SCSI devices are hot-added once the helper waits
-  // for them (attachDisks), so that a cold boot and a resumed state see the same machine.
+  // for them (attach() in runHelperVm), so that a cold boot and a resumed state see the same machine.
   o.disks.forEach((d, i) => {
     const kind = d.kind ?? (d.path.startsWith("/dev/") ? "block" : "file");
     const cache = d.cache ?? "none";
@@ -387,10 +387,12 @@ export async function runHelperVm(o: HelperVmOptions): Promise<HelperVmOutcome> 
    */
   const attach = async (): Promise<void> => {
     const sinceSpawn = () => Math.round(performance.now() - spawnedAt);
+    // qemu opens QMP early in its start-up; a loaded host may still take a while
+    const qmpWaitMs = Math.min(60, o.softTimeoutSec) * 1000;
     if (o.resume) {
       // until a disk is attached, a failed resume touched nothing: the caller may boot instead
       try {
-        await qmp.connect();
+        await qmp.connect(qmpWaitMs);
         start.qmpMs = sinceSpawn();
         await qmp.waitStatus(["paused"], Math.min(60, o.softTimeoutSec) * 1000, "loading the saved helper VM");
         start.loadedMs = sinceSpawn();
@@ -399,7 +401,7 @@ export async function runHelperVm(o: HelperVmOptions): Promise<HelperVmOutcome> 
         throw e;
       }
     } else {
-      await qmp.connect();
+      await qmp.connect(qmpWaitMs);
       await ready;
       if (o.save) {
         try {
