@@ -56,7 +56,7 @@ export async function deploy(env: DeployInput, config: Config, monitor: Monitor,
   const defaults = { ...(source.properties ?? {}), ...hostProperties(params.imgFormat) };
   if (source.properties) log.info(`image metadata ${source.propertiesFrom}: ${Object.keys(source.properties).sort().join(" ").slice(0, 300)} (defaults below img_properties)`);
 
-  // SSH host keys are made natively while the image is copied (see hostkeys.ts).
+  // SSH host keys are made natively while the image is opened and copied (see hostkeys.ts).
   const props = mergeProperties(defaults, params);
   // Made for every non-Windows image whether or not the helper ends up using them (the
   // helper's task table decides; ~0.6 s of host CPU, overlapped with the copy, never on disk).
@@ -67,7 +67,8 @@ export async function deploy(env: DeployInput, config: Config, monitor: Monitor,
     p.catch(() => {});
     return p;
   };
-  let keys: Promise<HostKey[]> | null = null;
+  // started at once: RSA 3072 takes 0.2–1.0 s of CPU, and the helper cannot start without it
+  const keys = startHostKeys();
 
   let copyMs = 0;
   let bytes = 0;
@@ -91,7 +92,6 @@ export async function deploy(env: DeployInput, config: Config, monitor: Monitor,
       await opened.stream.cancel().catch(() => {});
       throw new SnfError(`image ${source.display} (${need} bytes${prefix ? " with its 1 MiB prefix" : ""}) does not fit disk ${diskPath} (${target.size} bytes)`);
     }
-    keys = startHostKeys();
     monitor.info("Starting image copy...");
     const total = opened.size !== null ? opened.size + (prefix?.length ?? 0) : target.size;
     const r = await writeImage(opened.stream, diskPath, {
@@ -115,7 +115,11 @@ export async function deploy(env: DeployInput, config: Config, monitor: Monitor,
     }
   }
 
-  const doc = helperParams({ mode: "create", env, config, params, hostProperties: defaults, hostKeys: await (keys ?? startHostKeys()), answerFile });
+  const keysFrom = performance.now();
+  const hostKeys = await keys;
+  const keysWait = performance.now() - keysFrom;
+  if (keysWait > 100) log.info(`waited ${(keysWait / 1000).toFixed(2)} s for the SSH host keys after the copy`);
+  const doc = helperParams({ mode: "create", env, config, params, hostProperties: defaults, hostKeys, answerFile });
   const c = await runCustomization({ image, env, config, doc, monitor, signal });
   monitor.info("Image customization finished successfully.");
   return { copyMs, bytes, zeroBytes, helperMs: c.durationMs, tasks: c.tasks, accel: c.accel };
