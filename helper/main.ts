@@ -17,7 +17,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { decodeParams, diskSerial, FWCFG_PARAMS, HELPER_READY_LINE, PARAMS_MAX_BYTES, PROTOCOL_VERSION, type HelperParams, type HelperResult } from "../src/protocol.ts";
+import { decodeParams, diskSerial, FWCFG_PARAMS, HELPER_AWAKE_LINE, HELPER_READY_LINE, PARAMS_MAX_BYTES, PROTOCOL_VERSION, type HelperParams, type HelperResult } from "../src/protocol.ts";
 import { openChannels, type Channels } from "./channels.ts";
 import { findDiskBySerial, readDisk, waitForDisks } from "./disk.ts";
 import { loadModule, reseed, setClock } from "./lib/wake.ts";
@@ -87,7 +87,10 @@ async function waitForWake(sysBlock = "/sys/block"): Promise<void> {
   fs.writeSync(2, `${HELPER_READY_LINE}\n`);
   for (;;) {
     try {
-      if (fs.readdirSync(sysBlock).some((n) => n.startsWith("sd"))) return;
+      if (fs.readdirSync(sysBlock).some((n) => n.startsWith("sd"))) {
+        fs.writeSync(2, `${HELPER_AWAKE_LINE}\n`);
+        return;
+      }
     } catch {
       // sysfs not there yet
     }

@@ -7,7 +7,8 @@
  *                 instance disk, writes HELPER_READY_LINE on the console and
  *                 waits. The host then hot-adds the instance disks as SCSI
  *                 disks (virtio-scsi, serial diskSerial(i), SCSI id i); the
- *                 first one to appear wakes the helper. The read-only tools
+ *                 first one to appear wakes the helper, which says
+ *                 HELPER_AWAKE_LINE before anything else. The read-only tools
  *                 disk is a virtio disk with serial TOOLS_DISK_SERIAL.
  *  host → helper  HelperParams, as JSON in an inherited memfd handed to qemu
  *                 with `-fw_cfg name=<FWCFG_PARAMS>,file=…`; once woken the
@@ -46,6 +47,8 @@ export const PARAMS_MAX_BYTES = 8 * 1024 * 1024;
 export const TOOLS_DISK_SERIAL = "snf-tools";
 /** The console line with which the helper says it waits for its disks (exactly this, on ttyS0). */
 export const HELPER_READY_LINE = "snf-image-helper: ready, waiting for the instance disks";
+/** The console line with which it says a disk woke it (before it reads or touches anything). */
+export const HELPER_AWAKE_LINE = "snf-image-helper: woken by the instance disks";
 /** On the tools disk when its ufs.ko can write UFS (content: the linux-source version it came from). */
 export const UFS_WRITE_MARKER = "/usr/lib/snf-image-helper/ufs-write";
 export const diskSerial = (index: number): string => `snf-disk${index}`;

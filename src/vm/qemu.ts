@@ -29,7 +29,7 @@ import { memfdWith } from "./memfd.ts";
 import { requireQemu } from "./qemu-bin.ts";
 import { SnfError } from "../errors.ts";
 import { log } from "../log.ts";
-import { FWCFG_PARAMS, HELPER_READY_LINE, type HelperResult, type MonitorEvent, TOOLS_DISK_SERIAL, oneLine, truncateBytes } from "../protocol.ts";
+import { FWCFG_PARAMS, HELPER_AWAKE_LINE, HELPER_READY_LINE, type HelperResult, type MonitorEvent, TOOLS_DISK_SERIAL, oneLine, truncateBytes } from "../protocol.ts";
 import { Qmp } from "./qmp.ts";
 import { FdMonitor, socketPair } from "./fdmonitor.ts";
 import type { Snapshot, SnapshotWriter } from "./snapshot.ts";
@@ -42,6 +42,12 @@ export const TCG_TB_SIZE_MIB = 256;
 const SANDBOX = "on,obsolete=deny,spawn=deny,resourcecontrol=deny";
 /** How long the guest may take to power off after its result line. */
 export const POWEROFF_GRACE_MS = 60_000;
+/**
+ * How long a resumed helper may take from `cont` to HELPER_AWAKE_LINE (at most half the soft
+ * timeout). It normally takes well under a second; one that does not wake has touched nothing
+ * yet, so the run can boot cold instead of waiting for the soft timeout.
+ */
+export const WAKE_TIMEOUT_MS = 30_000;
 /** Grace between SIGTERM and SIGKILL when the caller aborts. */
 const ABORT_GRACE_MS = 3000;
 
@@ -77,6 +83,8 @@ export interface HelperVmOptions {
   resume?: Snapshot;
   /** Cold boot only: save the waiting VM's state here before the disks are attached. */
   save?: SnapshotWriter;
+  /** Resume only: how long the resumed helper may take to say HELPER_AWAKE_LINE (default WAKE_TIMEOUT_MS). */
+  wakeTimeoutMs?: number;
 }
 
 export interface HelperVmOutcome {
@@ -91,8 +99,10 @@ export interface HelperVmOutcome {
   durationMs: number;
   /** How the VM started and how long until its disks were attached (qemu start → disks added). */
   start: { mode: "cold" | "resume"; readyMs: number | null; qmpMs?: number; loadedMs?: number };
-  /** The resume failed before any disk was attached: nothing was touched, a cold boot may follow. */
+  /** The resume failed before the helper read or wrote anything: a cold boot may follow. */
   resumeFailed?: string;
+  /** Set by startHelperVm on the cold boot that followed a failed resume: why the resume failed. */
+  fellBack?: string;
   /** Attaching the disks failed (a cold boot, or after a resume). */
   attachError?: string;
   /** The state saved on this cold boot (o.save), or why saving failed. */
@@ -281,6 +291,7 @@ export async function runHelperVm(o: HelperVmOptions): Promise<HelperVmOutcome> 
   const runDir = runTempDir("vm", base);
   const undoDir = onCleanup(`remove ${runDir}`, () => fs.rmSync(runDir, { recursive: true, force: true }));
 
+  let awake = false;
   let onReady: () => void = () => {};
   let onGone: (e: Error) => void = () => {};
   const ready = new Promise<void>((resolve, reject) => {
@@ -291,6 +302,7 @@ export async function runHelperVm(o: HelperVmOptions): Promise<HelperVmOutcome> 
   const showLine = o.onConsoleLine ?? ((l: string) => log.info(`helper: ${l}`));
   const consoleR = new ConsoleReader((l) => {
     if (l === HELPER_READY_LINE) onReady();
+    else if (l === HELPER_AWAKE_LINE) awake = true;
     showLine(l);
   });
   // The helper syncs the disks before it reports; after its result line only `sync; poweroff -f`
@@ -432,7 +444,18 @@ export async function runHelperVm(o: HelperVmOptions): Promise<HelperVmOutcome> 
     for (const [i, d] of disks.entries()) {
       await qmp.cmd("device_add", { driver: "scsi-hd", id: `sd${i}`, drive: `disk${i}`, bus: "scsi0.0", channel: 0, "scsi-id": i, lun: 0, serial: d.serial });
     }
-    if (o.resume) await qmp.cmd("cont");
+    if (o.resume) {
+      await qmp.cmd("cont");
+      const wakeMs = Math.min(o.wakeTimeoutMs ?? WAKE_TIMEOUT_MS, (o.softTimeoutSec * 1000) / 2);
+      timers.push(
+        setTimeout(() => {
+          if (awake || exited || terminating) return;
+          // before HELPER_AWAKE_LINE the helper has read nothing and written nothing
+          resumeFailed = `the resumed helper VM did not wake within ${wakeMs / 1000} s of getting its disks`;
+          killNow();
+        }, wakeMs),
+      );
+    }
     start.readyMs = sinceSpawn();
   };
 

@@ -2,8 +2,10 @@
  * How a helper VM starts: resumed from the saved state that fits this qemu,
  * helper image and machine, or booted cold — and a cold boot saves its state
  * for the runs after it (HELPER_RESUME=auto, the default). A saved state that
- * cannot be resumed is removed and the run boots cold instead: nothing has
- * been attached at that point, so the run loses only the time it tried.
+ * cannot be resumed (qemu cannot load it, or the resumed helper does not wake
+ * within WAKE_TIMEOUT_MS of getting its disks) is removed and the run boots
+ * cold instead: the helper has read and written nothing at that point, so the
+ * run loses only the time it tried.
  */
 import { log } from "../log.ts";
 import { type HelperVmOptions, type HelperVmOutcome, QEMU, runHelperVm } from "./qemu.ts";
@@ -32,11 +34,13 @@ export async function startHelperVm(o: HelperVmOptions, dir: string, policy: Res
   sweepSnapshotTemps(dir);
   const key = snapshotKey({ qemu: requireQemu(o.qemu ?? QEMU), files: o.image, accel: o.accel, memoryMiB: o.memoryMiB, debug: !!o.debug });
   const found = findSnapshot(dir, key, o.memoryMiB);
+  let fellBack: string | undefined;
   if ("state" in found) {
     const out = await runHelperVm({ ...o, resume: found });
     if (!out.resumeFailed || out.aborted || out.timedOut) return out;
     log.warn(`helper VM: the saved state could not be resumed (${out.resumeFailed}): removing it and booting instead`);
     dropSnapshot(dir, key);
+    fellBack = out.resumeFailed;
   }
   let writer: SnapshotWriter | undefined;
   try {
@@ -46,6 +50,7 @@ export async function startHelperVm(o: HelperVmOptions, dir: string, policy: Res
   }
   try {
     const out = await runHelperVm({ ...o, save: writer });
+    if (fellBack) out.fellBack = fellBack;
     if (out.saveError) log.warn(`helper VM: its state was not saved: ${out.saveError}`);
     else if (out.saved) log.info(`helper VM: state saved (${(out.saved.bytes / 1048576).toFixed(0)} MiB): later runs resume it`);
     return out;

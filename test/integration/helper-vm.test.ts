@@ -11,6 +11,7 @@ import path from "node:path";
 import { buildHelperImage } from "../../src/helper-image/build.ts";
 import { loadHelperImage } from "../../src/helper-image/load.ts";
 import { type HelperVmOptions, runHelperVm } from "../../src/vm/qemu.ts";
+import { startHelperVm } from "../../src/vm/start.ts";
 import { PROTOCOL_VERSION, encodeParams, type MonitorEvent } from "../../src/protocol.ts";
 
 const work = fs.mkdtempSync(path.join(process.env.SNF_TEST_TMP ?? "/var/tmp", "snf-helper-vm-test-"));
@@ -29,6 +30,34 @@ beforeAll(async () => {
   fs.writeFileSync(disk, "");
   fs.truncateSync(disk, 64 << 20);
 }, 300_000);
+
+/** A helper image whose helper says it is ready and never wakes (fixtures/sleepy-helper.ts). */
+async function sleepyImage(): Promise<ReturnType<typeof loadHelperImage>> {
+  const bin = path.join(work, "sleepy-helper");
+  const c = Bun.spawnSync(["bun", "build", "--compile", path.join(import.meta.dir, "../fixtures/sleepy-helper.ts"), "--outfile", bin], { stderr: "pipe" });
+  if (c.exitCode !== 0) throw new Error(`fixture build failed: ${c.stderr}`);
+  const out = path.join(work, "helper-sleepy");
+  await buildHelperImage({ outDir: out, helperBinary: bin, version: "0.0.0-test", log: () => {} });
+  return loadHelperImage(out);
+}
+
+/** Aborts once a state newer than `since` is saved in `dir` (the cold boot's work is then done). */
+function abortOnceSaved(dir: string, since: number): AbortController {
+  const ac = new AbortController();
+  const t = setInterval(() => {
+    let names: string[] = [];
+    try {
+      names = fs.readdirSync(dir).filter((n) => n.endsWith(".state") && !n.startsWith("."));
+    } catch {}
+    if (names.some((n) => fs.statSync(path.join(dir, n)).mtimeMs > since)) {
+      clearInterval(t);
+      setTimeout(() => ac.abort(), 300);
+    }
+  }, 100);
+  ac.signal.addEventListener("abort", () => clearInterval(t));
+  setTimeout(() => ac.abort(), 120_000);
+  return ac;
+}
 
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 
@@ -125,6 +154,30 @@ describe("helper VM (TCG)", () => {
     expect(outcome.result).toEqual({ ok: false, error: expect.stringContaining("cannot mount the tools disk") });
     expect(outcome.timedOut).toBeNull();
   }, 180_000);
+
+  test("a resumed helper that never wakes: the run boots cold instead, and the state is replaced", async () => {
+    const sleepy = await sleepyImage();
+    const snaps = path.join(work, "snapshots-sleepy");
+    const base: HelperVmOptions = {
+      image: sleepy, disks: [{ path: disk, serial: "snf-disk0" }], params: params("ok"),
+      accel: "tcg", memoryMiB: 256, user: "nobody", softTimeoutSec: 120, hardTimeoutSec: 5, onConsoleLine: () => {},
+    };
+    // 1: no state yet: a cold boot saves one (then this run is stopped: its helper never wakes)
+    let t0 = Date.now();
+    const first = await startHelperVm({ ...base, signal: abortOnceSaved(snaps, t0).signal }, snaps, "auto");
+    expect(first.start.mode).toBe("cold");
+    expect(first.saved).toBeDefined();
+    expect(first.fellBack).toBeUndefined();
+    const firstState = fs.statSync(first.saved!.state);
+    // 2: the resume gets its disk but does not wake within the wake limit: removed, booted cold, saved anew
+    t0 = Date.now();
+    const second = await startHelperVm({ ...base, wakeTimeoutMs: 2000, signal: abortOnceSaved(snaps, firstState.mtimeMs).signal }, snaps, "auto");
+    expect(second.fellBack).toBe("the resumed helper VM did not wake within 2 s of getting its disks");
+    expect(second.start.mode).toBe("cold");
+    expect(second.saved).toBeDefined();
+    expect(fs.statSync(second.saved!.state).mtimeMs).toBeGreaterThan(firstState.mtimeMs);
+    expect(ourQemus()).toBe("");
+  }, 300_000);
 
   test("qemu failing to start is reported, nothing left behind", async () => {
     const runDirs = () => fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith("snf-vm-"));
