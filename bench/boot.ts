@@ -11,7 +11,8 @@
  *   bun bench/boot.ts [--runs N] [--accel tcg|kvm] [--start cold|resume|both] [HELPER_DIR ...]
  *                                                          (default dist/helper)
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { descendants } from "./proc.ts";
 import { loadHelperImage } from "../src/helper-image/load.ts";
 import { testBootHelper } from "../src/vm/test-boot.ts";
 import { HELPER_DIR } from "../test/lib/deploy.ts";
@@ -34,24 +35,7 @@ const variants = dirs.flatMap((dir, i) => modes.map((mode) => ({ dir, mode, labe
 
 /** The qemu this process started (a descendant: qemu runs on a setpriv/unshare/timeout leash), or null. */
 function qemuChild(): number | null {
-  const children = new Map<number, number[]>();
-  const comm = new Map<number, string>();
-  for (const e of readdirSync("/proc")) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const st = readFileSync(`/proc/${e}/stat`, "utf8");
-      const ppid = Number(st.slice(st.lastIndexOf(")") + 2).split(" ")[1]);
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(e)]);
-      comm.set(Number(e), st.slice(st.indexOf("(") + 1, st.lastIndexOf(")")));
-    } catch {}
-  }
-  const todo = [...(children.get(process.pid) ?? [])];
-  while (todo.length) {
-    const p = todo.pop()!;
-    if (comm.get(p)?.startsWith("qemu-system")) return p;
-    todo.push(...(children.get(p) ?? []));
-  }
-  return null;
+  return descendants([process.pid]).find((p) => p.pid !== process.pid && p.comm.startsWith("qemu-system"))?.pid ?? null;
 }
 /** Peak RSS (VmHWM) of a process in MiB, 0 when gone. */
 function hwmMiB(pid: number): number {

@@ -8,7 +8,8 @@
  *
  *   bun bench/concurrent.ts [--n N] [--runs R]     (needs root and a built dist/)
  */
-import { readFileSync, readdirSync, rmSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
+import { descendants } from "./proc.ts";
 import { join } from "node:path";
 import { HELPER_DIR, OS_DIR, ganetiEnv, writeConfig } from "../test/lib/deploy.ts";
 import { benchImage } from "./image.ts";
@@ -35,27 +36,6 @@ function rss(pid: number | string): number {
     return 0;
   }
 }
-/** Every descendant of `pids` (the host executable, qemu). */
-function descendants(pids: number[]): number[] {
-  const children = new Map<number, number[]>();
-  for (const e of readdirSync("/proc")) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const stat = readFileSync(`/proc/${e}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(e)]);
-    } catch {}
-  }
-  const out: number[] = [];
-  const todo = [...pids];
-  while (todo.length) {
-    const p = todo.pop()!;
-    out.push(p);
-    todo.push(...(children.get(p) ?? []));
-  }
-  return out;
-}
-
 interface One {
   name: string;
   disk: string;
@@ -86,11 +66,7 @@ async function batch(n: number, tag: string): Promise<{ wall: number; host: numb
   const timer = setInterval(() => {
     let h = 0;
     let q = 0;
-    for (const pid of descendants(procs.map((p) => p.pid))) {
-      let comm = "";
-      try {
-        comm = readFileSync(`/proc/${pid}/comm`, "utf8").trim();
-      } catch {}
+    for (const { pid, comm } of descendants(procs.map((p) => p.pid))) {
       if (comm.startsWith("qemu-system")) q += rss(pid);
       else h += rss(pid);
     }

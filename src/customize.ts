@@ -12,7 +12,7 @@ import { log } from "./log.ts";
 import type { Monitor } from "./monitor.ts";
 import type { DeployParams } from "./params.ts";
 import type { HostKey } from "./hostkeys.ts";
-import { PROTOCOL_VERSION, diskSerial, encodeParams, type HelperParamsInput, type Nic } from "./protocol.ts";
+import { PROTOCOL_VERSION, diskSerial, encodeParams, newSeed, type HelperParamsInput, type Nic } from "./protocol.ts";
 import { chooseAccel } from "./vm/accel-probe.ts";
 import { snapshotDir } from "./vm/snapshot.ts";
 import { startHelperVm } from "./vm/start.ts";
@@ -87,7 +87,7 @@ export function helperParams(o: {
     debug: config.HELPER_DEBUG,
     cloudInitDebug: config.CLOUD_INIT_DEBUG,
     now: Math.floor(Date.now() / 1000),
-    seed: Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64"),
+    seed: newSeed(),
   };
 }
 

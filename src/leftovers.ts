@@ -51,7 +51,8 @@ const NAME_RE = /^snf-(?:image|vm)-(\d+)-(\d+)-[A-Za-z0-9]{6}$/;
 /** The argv element naming a helper VM's console socket (see qemuCommandLine). */
 const QEMU_ARG_RE = /^socket,id=console,path=.*\/snf-vm-(\d+)-(\d+)-[A-Za-z0-9]{6}\/console\.sock$/;
 
-function ownerAlive(pid: string, start: string): boolean {
+/** Is the run named by `<pid>-<start>` (as in runTag) still alive? */
+export function ownerAlive(pid: string, start: string): boolean {
   return processStartTime(Number(pid)) === Number(start);
 }
 

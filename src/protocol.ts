@@ -159,6 +159,9 @@ export const HelperParamsSchema = v.object({
   seed: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9+/]{43,88}={0,2}$/))),
 });
 export type HelperParams = v.InferOutput<typeof HelperParamsSchema>;
+
+/** A fresh `seed` for HelperParams (host side: 32 bytes from the host's generator). */
+export const newSeed = (): string => Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64");
 export type HelperParamsInput = v.InferInput<typeof HelperParamsSchema>;
 
 export function encodeParams(p: HelperParamsInput): string {

@@ -13,6 +13,7 @@
  */
 import { dlopen, FFIType, ptr } from "bun:ffi";
 import fs from "node:fs";
+import { parseQmpLine } from "./qmp.ts";
 
 const AF_UNIX = 1;
 const SOCK_STREAM = 1;
@@ -97,24 +98,15 @@ export class FdMonitor {
   /** The next reply (events are skipped). */
   private async reply(deadline: number): Promise<unknown> {
     for (;;) {
-      let msg: Record<string, unknown>;
-      try {
-        msg = JSON.parse(await this.readLine(deadline)) as Record<string, unknown>;
-      } catch (e) {
-        if (e instanceof SyntaxError) throw new Error("qemu's private monitor sent something that is not JSON");
-        throw e;
-      }
-      if ("error" in msg) throw new Error(String((msg.error as { desc?: unknown })?.desc ?? "QMP error").slice(0, 300));
-      if ("return" in msg) return msg.return;
+      const msg = parseQmpLine(await this.readLine(deadline));
+      if (msg.kind === "error") throw new Error(msg.desc);
+      if (msg.kind === "return") return msg.value;
     }
   }
 
   async connect(timeoutMs = 15_000): Promise<void> {
     const deadline = performance.now() + timeoutMs;
-    for (;;) {
-      const msg = JSON.parse(await this.readLine(deadline)) as Record<string, unknown>;
-      if ("QMP" in msg) break;
-    }
+    while (parseQmpLine(await this.readLine(deadline)).kind !== "greeting");
     await this.cmd("qmp_capabilities", undefined, timeoutMs);
   }
 

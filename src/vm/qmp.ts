@@ -19,6 +19,28 @@ export class QmpError extends Error {
   }
 }
 
+/** One line qemu's monitor sent, as much of it as the host uses. */
+export type QmpMessage = { kind: "greeting" } | { kind: "event" } | { kind: "return"; value: unknown } | { kind: "error"; desc: string } | { kind: "other" };
+
+/** Parse one QMP line (both monitors: this one and fdmonitor.ts); not JSON → QmpError. */
+export function parseQmpLine(text: string): QmpMessage {
+  let msg: unknown;
+  try {
+    msg = JSON.parse(text);
+  } catch {
+    throw new QmpError("QMP sent something that is not JSON");
+  }
+  if (typeof msg !== "object" || msg === null) return { kind: "other" };
+  if ("QMP" in msg) return { kind: "greeting" };
+  if ("event" in msg) return { kind: "event" };
+  if ("error" in msg) {
+    const e = (msg as { error?: { desc?: unknown } }).error;
+    return { kind: "error", desc: typeof e?.desc === "string" ? e.desc.slice(0, 300) : "QMP error" };
+  }
+  if ("return" in msg) return { kind: "return", value: (msg as { return: unknown }).return };
+  return { kind: "other" };
+}
+
 interface Pending {
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
@@ -66,28 +88,23 @@ export class Qmp {
   }
 
   private line(text: string): void {
-    let msg: Record<string, unknown>;
+    let msg: QmpMessage;
     try {
-      msg = JSON.parse(text) as Record<string, unknown>;
-    } catch {
-      return this.fail("QMP sent something that is not JSON");
+      msg = parseQmpLine(text);
+    } catch (e) {
+      return this.fail((e as Error).message);
     }
-    if (typeof msg !== "object" || msg === null) return;
-    if ("QMP" in msg) {
+    if (msg.kind === "greeting") {
       this.greeted = true;
       for (const w of this.greetingWaiters.splice(0)) w.resolve();
       return;
     }
-    if ("event" in msg) return; // nothing here waits for events
-    if ("return" in msg || "error" in msg) {
-      const p = this.pending.shift();
-      if (!p) return;
-      clearTimeout(p.timer);
-      if ("error" in msg) {
-        const e = msg.error as { desc?: unknown } | undefined;
-        p.reject(new QmpError(typeof e?.desc === "string" ? e.desc.slice(0, 300) : "QMP error"));
-      } else p.resolve(msg.return);
-    }
+    if (msg.kind !== "return" && msg.kind !== "error") return; // nothing here waits for events
+    const p = this.pending.shift();
+    if (!p) return;
+    clearTimeout(p.timer);
+    if (msg.kind === "error") p.reject(new QmpError(msg.desc));
+    else p.resolve(msg.value);
   }
 
   private fail(why: string): void {

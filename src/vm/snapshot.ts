@@ -16,7 +16,7 @@ import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { PROTOCOL_VERSION } from "../protocol.ts";
-import { processStartTime, runTag } from "../leftovers.ts";
+import { ownerAlive, runTag } from "../leftovers.ts";
 
 export const SNAPSHOT_DIR = "snapshots";
 /** Where the states of a helper image live: inside it, so a rebuilt image starts with none. */
@@ -118,7 +118,7 @@ export function sweepSnapshotTemps(dir: string): void {
   }
   for (const name of names) {
     const m = TMP_RE.exec(name);
-    if (m && processStartTime(Number(m[1])) !== Number(m[2])) fs.rmSync(path.join(dir, name), { force: true });
+    if (m && !ownerAlive(m[1]!, m[2]!)) fs.rmSync(path.join(dir, name), { force: true });
   }
 }
 

@@ -20,11 +20,18 @@ export interface StartChoice {
   reason: string;
 }
 
-/** What the next helper VM with these options would do (doctor, logs). */
-export function startChoice(o: Pick<HelperVmOptions, "qemu" | "image" | "accel" | "memoryMiB" | "debug">, dir: string, policy: ResumePolicy): StartChoice & { key?: string } {
-  if (policy === "off") return { mode: "cold", reason: "HELPER_RESUME=off" };
+type StartOptions = Pick<HelperVmOptions, "qemu" | "image" | "accel" | "memoryMiB" | "debug">;
+
+/** The key of these options' saved state, and the state (or why there is none). */
+function lookup(o: StartOptions, dir: string): { key: string; found: ReturnType<typeof findSnapshot> } {
   const key = snapshotKey({ qemu: requireQemu(o.qemu ?? QEMU), files: o.image, accel: o.accel, memoryMiB: o.memoryMiB, debug: !!o.debug });
-  const found = findSnapshot(dir, key, o.memoryMiB);
+  return { key, found: findSnapshot(dir, key, o.memoryMiB) };
+}
+
+/** What the next helper VM with these options would do (doctor, logs). */
+export function startChoice(o: StartOptions, dir: string, policy: ResumePolicy): StartChoice & { key?: string } {
+  if (policy === "off") return { mode: "cold", reason: "HELPER_RESUME=off" };
+  const { key, found } = lookup(o, dir);
   if ("missing" in found) return { mode: "cold", reason: `${found.missing}; this run saves one`, key };
   return { mode: "resume", reason: `saved state ${(found.bytes / 1048576).toFixed(0)} MiB`, key };
 }
@@ -32,8 +39,7 @@ export function startChoice(o: Pick<HelperVmOptions, "qemu" | "image" | "accel" 
 export async function startHelperVm(o: HelperVmOptions, dir: string, policy: ResumePolicy): Promise<HelperVmOutcome> {
   if (policy === "off") return runHelperVm(o);
   sweepSnapshotTemps(dir);
-  const key = snapshotKey({ qemu: requireQemu(o.qemu ?? QEMU), files: o.image, accel: o.accel, memoryMiB: o.memoryMiB, debug: !!o.debug });
-  const found = findSnapshot(dir, key, o.memoryMiB);
+  const { key, found } = lookup(o, dir);
   let fellBack: string | undefined;
   if ("state" in found) {
     const out = await runHelperVm({ ...o, resume: found });

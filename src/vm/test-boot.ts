@@ -6,7 +6,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { onCleanup } from "../cleanup.ts";
 import { runTempDir } from "../leftovers.ts";
-import { diskSerial, encodeParams, type HelperParamsInput, PROTOCOL_VERSION } from "../protocol.ts";
+import { diskSerial, encodeParams, type HelperParamsInput, newSeed, PROTOCOL_VERSION } from "../protocol.ts";
 import { makeProbeDisk } from "./probe-disk.ts";
 import { runHelperVm, type HelperVmOptions, type HelperVmOutcome } from "./qemu.ts";
 import { type ResumePolicy, startHelperVm } from "./start.ts";
@@ -21,7 +21,7 @@ export function probeParams(): HelperParamsInput {
     properties: { EXCLUDE_ALL_TASKS: "yes", OSFAMILY: "linux", ROOT_PARTITION: "1" },
     disks: [{ index: 0, serial: diskSerial(0) }],
     now: Math.floor(Date.now() / 1000),
-    seed: Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64"),
+    seed: newSeed(),
   };
 }
 
