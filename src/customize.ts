@@ -145,7 +145,6 @@ export async function runCustomization(o: {
   }, snapshotDir(config.HELPER_DIR), config.HELPER_RESUME);
   const how = outcome.start.mode === "resume" ? "resumed from its saved state" : "booted";
   if (outcome.start.readyMs !== null) log.info(`helper VM ${how}; disks attached ${(outcome.start.readyMs / 1000).toFixed(2)} s after qemu started`);
-  if (outcome.attachError) throw new SnfError(`helper VM: attaching the instance disks failed: ${outcome.attachError}`);
   if (outcome.monitorError) log.warn(`helper monitor channel closed: ${outcome.monitorError}`);
   const secs = (outcome.durationMs / 1000).toFixed(1);
   if (outcome.aborted) throw new SnfError("deployment cancelled: the helper VM was stopped");
@@ -153,6 +152,9 @@ export async function runCustomization(o: {
     throw new SnfError(`helper VM did not finish within HELPER_SOFT_TIMEOUT=${config.HELPER_SOFT_TIMEOUT} s and was stopped with SIGTERM`);
   if (outcome.timedOut === "hard")
     throw new SnfError(`helper VM ignored SIGTERM for HELPER_HARD_TIMEOUT=${config.HELPER_HARD_TIMEOUT} s after HELPER_SOFT_TIMEOUT=${config.HELPER_SOFT_TIMEOUT} s and was killed with SIGKILL`);
+  // after the cancel and the timeouts: when qemu was stopped (or this process was, e.g. SIGSTOP),
+  // the attach step fails too, but as a consequence, not the cause
+  if (outcome.attachError) throw new SnfError(`helper VM: attaching the instance disks failed: ${outcome.attachError}`);
   if (outcome.result && !outcome.result.ok) throw new SnfError(`image customization failed: ${outcome.result.error}`);
   if (!outcome.result) {
     const how = outcome.signal ? `was killed by ${outcome.signal}` : outcome.exitCode === 0 ? "powered off" : `exited with code ${outcome.exitCode}`;

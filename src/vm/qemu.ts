@@ -504,8 +504,9 @@ export async function runHelperVm(o: HelperVmOptions): Promise<HelperVmOutcome> 
     fdmonTheirs = null;
     const attached = attach().catch((e) => {
       log.debug(`helper VM start failed: ${(e as Error).message}`);
-      // qemu already gone (or being stopped): its result, exit and timers tell the story
-      if (exited || terminating) return;
+      // qemu already gone or being stopped, or the soft timeout is due (a wait that expired
+      // together with it, e.g. after this process was stopped): the timers and the exit tell the story
+      if (exited || terminating || performance.now() - spawnedAt >= o.softTimeoutSec * 1000) return;
       if (!resumeFailed) attachError = truncateBytes(oneLine((e as Error).message), 300);
       killNow();
     });
